@@ -1,0 +1,382 @@
+//! The command line: every option of SPEC's table as a `--kebab-case` flag
+//! with a `POUNCE_<NAME>` environment fallback (flag beats env beats default),
+//! plus the bare `SHUTDOWN_TIMEOUT` the seed page uses.
+//!
+//! clap only collects strings here; [`config_from_matches`] parses them with
+//! [`super::parse`] and validates them with [`super::ServerConfigBuilder`], so
+//! every bad value, whichever way it came in, yields the same one-line error
+//! naming the option (and the environment variable, if that is where it came
+//! from) and exit code 2, before anything binds.
+
+use super::parse::{parse_bool, parse_seconds, parse_size, parse_uint};
+use super::{ConfigError, LogFormat, ServerConfig, ServerConfigBuilder};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+/// One server option: its `ServerConfig` field name, flag, env var, value
+/// name and help. The table is the single source for clap and for errors.
+struct Opt {
+    field: &'static str,
+    flag: &'static str,
+    env: &'static str,
+    value: &'static str,
+    help: &'static str,
+}
+
+const OPTIONS: &[Opt] = &[
+    Opt {
+        field: "host",
+        flag: "host",
+        env: "POUNCE_HOST",
+        value: "ADDR",
+        help: "Address to bind: IPv4 or IPv6 literal, or localhost [default: 127.0.0.1]",
+    },
+    Opt {
+        field: "port",
+        flag: "port",
+        env: "POUNCE_PORT",
+        value: "PORT",
+        help: "TCP port, 0-65535; 0 picks a free port and logs it [default: 8000]",
+    },
+    Opt {
+        field: "workers",
+        flag: "workers",
+        env: "POUNCE_WORKERS",
+        value: "N",
+        help: "Executors, one per core [default: CPUs this process may use]",
+    },
+    Opt {
+        field: "shutdown_timeout",
+        flag: "shutdown-timeout",
+        env: "POUNCE_SHUTDOWN_TIMEOUT",
+        value: "SECONDS",
+        help: "Longest drain before force-closing, > 0 (SHUTDOWN_TIMEOUT is read too) [default: 10]",
+    },
+    Opt {
+        field: "shutdown_delay",
+        flag: "shutdown-delay",
+        env: "POUNCE_SHUTDOWN_DELAY",
+        value: "SECONDS",
+        help: "Keep serving this long after SIGTERM with health at 503, then drain [default: 0]",
+    },
+    Opt {
+        field: "request_timeout",
+        flag: "request-timeout",
+        env: "POUNCE_REQUEST_TIMEOUT",
+        value: "SECONDS",
+        help: "Limit for reading a body and for a handler to answer [default: 30]",
+    },
+    Opt {
+        field: "header_timeout",
+        flag: "header-timeout",
+        env: "POUNCE_HEADER_TIMEOUT",
+        value: "SECONDS",
+        help: "Limit for receiving a request head [default: 10]",
+    },
+    Opt {
+        field: "keep_alive_timeout",
+        flag: "keep-alive-timeout",
+        env: "POUNCE_KEEP_ALIVE_TIMEOUT",
+        value: "SECONDS",
+        help: "Idle keep-alive connections are closed after this [default: 5]",
+    },
+    Opt {
+        field: "health_check_path",
+        flag: "health-check-path",
+        env: "POUNCE_HEALTH_CHECK_PATH",
+        value: "PATH",
+        help: "Path answered by pounce with health JSON, 503 once shutting down [default: none]",
+    },
+    Opt {
+        field: "max_header_size",
+        flag: "max-header-size",
+        env: "POUNCE_MAX_HEADER_SIZE",
+        value: "BYTES",
+        help: "Largest request head, e.g. 64k [default: 64KiB]",
+    },
+    Opt {
+        field: "max_headers",
+        flag: "max-headers",
+        env: "POUNCE_MAX_HEADERS",
+        value: "N",
+        help: "Most header fields per request; more gets 431 [default: 100]",
+    },
+    Opt {
+        field: "max_body_size",
+        flag: "max-body-size",
+        env: "POUNCE_MAX_BODY_SIZE",
+        value: "BYTES",
+        help: "Largest request body, e.g. 1M; more gets 413 [default: 1MiB]",
+    },
+    Opt {
+        field: "max_connections",
+        flag: "max-connections",
+        env: "POUNCE_MAX_CONNECTIONS",
+        value: "N",
+        help: "Open connections for the whole process; more get 503 [default: 10000]",
+    },
+    Opt {
+        field: "backlog",
+        flag: "backlog",
+        env: "POUNCE_BACKLOG",
+        value: "N",
+        help: "listen(2) backlog of each worker's socket [default: 2048]",
+    },
+    Opt {
+        field: "log_level",
+        flag: "log-level",
+        env: "POUNCE_LOG_LEVEL",
+        value: "LEVEL",
+        help: "off, error, warn, info, debug or trace (else RUST_LOG, else info)",
+    },
+    Opt {
+        field: "log_format",
+        flag: "log-format",
+        env: "POUNCE_LOG_FORMAT",
+        value: "FORMAT",
+        help: "text or json [default: text]",
+    },
+];
+
+/// Adds every server option (and `--access-log`) to `cmd`.
+pub fn add_server_args(mut cmd: Command) -> Command {
+    for o in OPTIONS {
+        cmd = cmd.arg(
+            Arg::new(o.field)
+                .long(o.flag)
+                .env(o.env)
+                .value_name(o.value)
+                .help(o.help)
+                .num_args(1)
+                .allow_hyphen_values(true),
+        );
+    }
+    cmd.arg(
+        Arg::new("access_log")
+            .long("access-log")
+            .env("POUNCE_ACCESS_LOG")
+            .value_name("BOOL")
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value("true")
+            .action(ArgAction::Set)
+            .help("Log one line per request (--access-log or --access-log=false) [default: off]"),
+    )
+}
+
+/// The server command for a binary called `name`: all options, no app.
+pub fn command(name: &'static str) -> Command {
+    add_server_args(Command::new(name).version(env!("CARGO_PKG_VERSION")))
+}
+
+/// Builds the config from parsed matches; the error names the option and,
+/// when the value came from the environment, the variable.
+pub fn config_from_matches(m: &ArgMatches) -> Result<ServerConfig, ConfigError> {
+    let mut b = ServerConfigBuilder::default();
+    let get = |field: &'static str| -> Option<(String, Source)> {
+        let v = m.get_one::<String>(field)?.clone();
+        let src = match m.value_source(field) {
+            Some(ValueSource::EnvVariable) => Source::Env(env_of(field)),
+            _ => Source::Flag,
+        };
+        Some((v, src))
+    };
+    let annotate = |src: &Source| {
+        let src = src.clone();
+        move |e: ConfigError| match src {
+            Source::Env(var) => ConfigError::new(e.field(), format!("{} (from {var})", e.message)),
+            Source::Flag => e,
+        }
+    };
+    if let Some((v, s)) = get("host") {
+        b = b.host(v.trim());
+        // Validate host now so an env-supplied bad host is annotated too.
+        ServerConfigBuilder::default().workers(1).host(v.trim()).build().map_err(annotate(&s))?;
+    }
+    if let Some((v, s)) = get("port") {
+        b = b.port(parse_uint("port", &v, "an integer from 0 to 65535").map_err(annotate(&s))?);
+    }
+    if let Some((v, s)) = get("workers") {
+        let n: usize = parse_uint("workers", &v, "a whole number of at least 1").map_err(annotate(&s))?;
+        if n == 0 {
+            return Err(annotate(&s)(ConfigError::new("workers", "must be at least 1, got 0")));
+        }
+        b = b.workers(n);
+    }
+    let shutdown_timeout = get("shutdown_timeout")
+        .or_else(|| std::env::var("SHUTDOWN_TIMEOUT").ok().map(|v| (v, Source::Env("SHUTDOWN_TIMEOUT"))));
+    macro_rules! secs {
+        ($field:literal, $opt:expr, $setter:ident) => {
+            if let Some((v, s)) = $opt {
+                let d = parse_seconds($field, &v).map_err(annotate(&s))?;
+                // Range rules are the builder's; check this one value now so
+                // the error can say where it came from.
+                ServerConfigBuilder::default().workers(1).$setter(d).build().map_err(annotate(&s))?;
+                b = b.$setter(d);
+            }
+        };
+    }
+    secs!("shutdown_timeout", shutdown_timeout, shutdown_timeout);
+    secs!("shutdown_delay", get("shutdown_delay"), shutdown_delay);
+    secs!("request_timeout", get("request_timeout"), request_timeout);
+    secs!("header_timeout", get("header_timeout"), header_timeout);
+    secs!("keep_alive_timeout", get("keep_alive_timeout"), keep_alive_timeout);
+    if let Some((v, s)) = get("health_check_path") {
+        let t = ServerConfigBuilder::default().workers(1).health_check_path(v.clone());
+        t.build().map_err(annotate(&s))?;
+        b = b.health_check_path(v);
+    }
+    macro_rules! count {
+        ($field:literal, $setter:ident, $parse:expr) => {
+            if let Some((v, s)) = get($field) {
+                let n = $parse($field, &v).map_err(annotate(&s))?;
+                ServerConfigBuilder::default().workers(1).$setter(n).build().map_err(annotate(&s))?;
+                b = b.$setter(n);
+            }
+        };
+    }
+    let whole = |f: &'static str, v: &str| parse_uint::<usize>(f, v, "a whole number of at least 1");
+    count!("max_header_size", max_header_size, parse_size);
+    count!("max_headers", max_headers, whole);
+    count!("max_body_size", max_body_size, parse_size);
+    count!("max_connections", max_connections, whole);
+    count!("backlog", backlog, |f, v: &str| parse_uint::<u32>(f, v, "a whole number of at least 1"));
+    if let Some((v, s)) = get("access_log") {
+        b = b.access_log(parse_bool("access_log", &v).map_err(annotate(&s))?);
+    }
+    if let Some((v, s)) = get("log_level") {
+        let level = v.trim().parse::<log::LevelFilter>().map_err(|_| {
+            annotate(&s)(ConfigError::new(
+                "log_level",
+                format!("must be one of off, error, warn, info, debug, trace, got '{v}'"),
+            ))
+        })?;
+        b = b.log_level(level);
+    }
+    if let Some((v, s)) = get("log_format") {
+        let f = match v.trim().to_ascii_lowercase().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                return Err(annotate(&s)(ConfigError::new(
+                    "log_format",
+                    format!("must be text or json, got '{v}'"),
+                )));
+            }
+        };
+        b = b.log_format(f);
+    }
+    b.build()
+}
+
+#[derive(Clone)]
+enum Source {
+    Flag,
+    Env(&'static str),
+}
+
+fn env_of(field: &str) -> &'static str {
+    if field == "access_log" {
+        return "POUNCE_ACCESS_LOG";
+    }
+    OPTIONS.iter().find(|o| o.field == field).map(|o| o.env).unwrap_or("environment")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn parse(args: &[&str]) -> Result<ServerConfig, ConfigError> {
+        let mut argv = vec!["pounce"];
+        argv.extend_from_slice(args);
+        let m = command("pounce").try_get_matches_from(argv).expect("clap accepts");
+        config_from_matches(&m)
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = parse(&[
+            "--host",
+            "::1",
+            "--port",
+            "0",
+            "--workers",
+            "3",
+            "--shutdown-timeout",
+            "0.5",
+            "--shutdown-delay",
+            "2",
+            "--request-timeout",
+            "7",
+            "--header-timeout",
+            "3",
+            "--keep-alive-timeout",
+            "1.5",
+            "--health-check-path",
+            "/health",
+            "--max-header-size",
+            "8k",
+            "--max-headers",
+            "20",
+            "--max-body-size",
+            "2M",
+            "--max-connections",
+            "50",
+            "--backlog",
+            "16",
+            "--access-log",
+            "--log-level",
+            "debug",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(c.socket_addr().to_string(), "[::1]:0");
+        assert_eq!(c.workers(), 3);
+        assert_eq!(c.shutdown_timeout(), Duration::from_millis(500));
+        assert_eq!(c.shutdown_delay(), Duration::from_secs(2));
+        assert_eq!(c.request_timeout(), Duration::from_secs(7));
+        assert_eq!(c.header_timeout(), Duration::from_secs(3));
+        assert_eq!(c.keep_alive_timeout(), Duration::from_millis(1500));
+        assert_eq!(c.health_check_path(), Some("/health"));
+        assert_eq!(c.max_header_size(), 8192);
+        assert_eq!(c.max_headers(), 20);
+        assert_eq!(c.max_body_size(), 2 << 20);
+        assert_eq!(c.max_connections(), 50);
+        assert_eq!(c.backlog(), 16);
+        assert!(c.access_log());
+        assert_eq!(c.log_level(), Some(log::LevelFilter::Debug));
+        assert_eq!(c.log_format(), LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_flags_name_the_option() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--shutdown-timeout", "0"], "shutdown_timeout must be positive, got 0"),
+            (&["--shutdown-timeout", "-5"], "shutdown_timeout must not be negative, got -5"),
+            (&["--shutdown-timeout", "NaN"], "shutdown_timeout must be a finite number"),
+            (&["--port", "70000"], "port must be an integer from 0 to 65535, got '70000'"),
+            (&["--port", "-1"], "port must be"),
+            (&["--workers", "0"], "workers must be at least 1"),
+            (&["--request-timeout", "0"], "request_timeout must be positive"),
+            (&["--header-timeout", "inf"], "header_timeout must be a finite"),
+            (&["--keep-alive-timeout", "abc"], "keep_alive_timeout must be a number"),
+            (&["--shutdown-delay", "-1"], "shutdown_delay must not be negative"),
+            (&["--max-body-size", "0"], "max_body_size must be positive"),
+            (&["--max-header-size", "lots"], "max_header_size must be a whole number"),
+            (&["--max-headers", "0"], "max_headers must be positive"),
+            (&["--max-connections", "-3"], "max_connections must be"),
+            (&["--backlog", "0"], "backlog must be positive"),
+            (&["--health-check-path", "health"], "health_check_path must start with '/'"),
+            (&["--host", "nope"], "host must be an IPv4 or IPv6 address"),
+            (&["--log-format", "xml"], "log_format must be text or json"),
+            (&["--log-level", "loud"], "log_level must be one of"),
+            (&["--access-log=maybe"], "access_log must be true or false"),
+        ];
+        for (args, want) in cases {
+            let e = parse(args).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{args:?}: got {e:?}, want {want:?}");
+        }
+    }
+}

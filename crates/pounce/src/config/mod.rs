@@ -1,0 +1,455 @@
+//! Server configuration: one validated value, [`ServerConfig`], that every
+//! other layer reads and none mutates.
+//!
+//! The rules live here, in [`ServerConfigBuilder::build`], and nowhere else:
+//! the CLI ([`cli`]) only turns strings into typed values and then goes through
+//! the same builder, so a library user constructing a config in Rust and an
+//! operator passing flags or environment variables get the same checks and the
+//! same one-line errors (`shutdown_timeout must be positive, got 0`).
+
+pub mod cli;
+mod cpus;
+mod parse;
+
+pub use cpus::available_cpus;
+pub use parse::{parse_seconds, parse_size};
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// Durations above this are refused: a year is longer than any sane timeout
+/// and keeps `Instant` arithmetic far from overflow.
+pub const MAX_DURATION_SECS: f64 = 31_536_000.0;
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `[YYYY-MM-DD HH:MM:SS] message`
+    #[default]
+    Text,
+    /// One JSON object per line: `{"ts":..,"level":..,"msg":..}`
+    Json,
+}
+
+/// A rejected configuration value: which option, and the rule it broke.
+///
+/// Displays as one line, e.g. `shutdown_timeout must be positive, got 0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
+        ConfigError { field, message: message.into() }
+    }
+
+    /// The option's name as written in SPEC and in errors (`shutdown_timeout`).
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Everything a pounce server needs to know before it binds.
+///
+/// Build one with [`ServerConfig::builder`]; an invalid value is refused by
+/// [`ServerConfigBuilder::build`] with a [`ConfigError`] naming the field.
+/// Defaults are SPEC's table.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub(crate) host: String,
+    pub(crate) ip: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) workers: usize,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) shutdown_delay: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) header_timeout: Duration,
+    pub(crate) keep_alive_timeout: Duration,
+    pub(crate) health_check_path: Option<String>,
+    pub(crate) max_header_size: usize,
+    pub(crate) max_headers: usize,
+    pub(crate) max_body_size: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) backlog: u32,
+    pub(crate) access_log: bool,
+    pub(crate) log_level: Option<log::LevelFilter>,
+    pub(crate) log_format: LogFormat,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig::builder().build().expect("the defaults are valid")
+    }
+}
+
+impl ServerConfig {
+    /// A builder holding SPEC's defaults.
+    pub fn builder() -> ServerConfigBuilder {
+        ServerConfigBuilder::default()
+    }
+
+    /// The host as given (`127.0.0.1`, `::`, `localhost`).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+    /// The address the listeners bind to.
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+    pub fn shutdown_delay(&self) -> Duration {
+        self.shutdown_delay
+    }
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+    pub fn header_timeout(&self) -> Duration {
+        self.header_timeout
+    }
+    pub fn keep_alive_timeout(&self) -> Duration {
+        self.keep_alive_timeout
+    }
+    pub fn health_check_path(&self) -> Option<&str> {
+        self.health_check_path.as_deref()
+    }
+    pub fn max_header_size(&self) -> usize {
+        self.max_header_size
+    }
+    pub fn max_headers(&self) -> usize {
+        self.max_headers
+    }
+    pub fn max_body_size(&self) -> usize {
+        self.max_body_size
+    }
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+    pub fn backlog(&self) -> u32 {
+        self.backlog
+    }
+    pub fn access_log(&self) -> bool {
+        self.access_log
+    }
+    /// `None` means "not set": `RUST_LOG` applies, else `info`.
+    pub fn log_level(&self) -> Option<log::LevelFilter> {
+        self.log_level
+    }
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+
+    /// How long an idle keep-alive connection may stay open once draining has
+    /// begun: 1 s, never more than keep_alive_timeout.
+    pub(crate) fn drain_idle_grace(&self) -> Duration {
+        self.keep_alive_timeout.min(Duration::from_secs(1))
+    }
+}
+
+/// Collects options, then validates them all at once in [`build`](Self::build).
+#[derive(Debug, Clone)]
+pub struct ServerConfigBuilder {
+    host: String,
+    port: u16,
+    workers: Option<usize>,
+    shutdown_timeout: Duration,
+    shutdown_delay: Duration,
+    request_timeout: Duration,
+    header_timeout: Duration,
+    keep_alive_timeout: Duration,
+    health_check_path: Option<String>,
+    max_header_size: usize,
+    max_headers: usize,
+    max_body_size: usize,
+    max_connections: usize,
+    backlog: u32,
+    access_log: bool,
+    log_level: Option<log::LevelFilter>,
+    log_format: LogFormat,
+}
+
+impl Default for ServerConfigBuilder {
+    fn default() -> Self {
+        ServerConfigBuilder {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            workers: None,
+            shutdown_timeout: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
+            request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
+            health_check_path: None,
+            max_header_size: 64 * 1024,
+            max_headers: 100,
+            max_body_size: 1024 * 1024,
+            max_connections: 10_000,
+            backlog: 2048,
+            access_log: false,
+            log_level: None,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$name = value;
+            self
+        }
+    };
+}
+
+impl ServerConfigBuilder {
+    /// IPv4 or IPv6 literal, or `localhost`.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+    setter!(
+        /// 0 picks a free port (logged at start).
+        port: u16
+    );
+    /// Number of executors; default: the CPUs this process may use.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+    setter!(
+        /// Longest drain before stragglers are force-closed (must be > 0).
+        shutdown_timeout: Duration
+    );
+    setter!(
+        /// Lame-duck period after the signal, before draining (may be 0).
+        shutdown_delay: Duration
+    );
+    setter!(request_timeout: Duration);
+    setter!(header_timeout: Duration);
+    setter!(keep_alive_timeout: Duration);
+    /// Path answered by pounce itself with the health JSON (e.g. `/health`).
+    pub fn health_check_path(mut self, path: impl Into<String>) -> Self {
+        self.health_check_path = Some(path.into());
+        self
+    }
+    setter!(max_header_size: usize);
+    setter!(max_headers: usize);
+    setter!(max_body_size: usize);
+    setter!(max_connections: usize);
+    setter!(backlog: u32);
+    setter!(access_log: bool);
+    /// Overrides `RUST_LOG` when set.
+    pub fn log_level(mut self, level: log::LevelFilter) -> Self {
+        self.log_level = Some(level);
+        self
+    }
+    setter!(log_format: LogFormat);
+
+    /// Checks every rule and returns the config, or the first broken rule.
+    pub fn build(self) -> Result<ServerConfig, ConfigError> {
+        let ip = parse_host(&self.host)?;
+        let workers = match self.workers {
+            Some(0) => return Err(ConfigError::new("workers", "must be at least 1, got 0")),
+            Some(n) if n > 1024 => {
+                return Err(ConfigError::new("workers", format!("must be at most 1024, got {n}")));
+            }
+            Some(n) => n,
+            None => available_cpus().count,
+        };
+        positive("shutdown_timeout", self.shutdown_timeout)?;
+        bounded("shutdown_delay", self.shutdown_delay)?;
+        positive("request_timeout", self.request_timeout)?;
+        positive("header_timeout", self.header_timeout)?;
+        positive("keep_alive_timeout", self.keep_alive_timeout)?;
+        if let Some(path) = &self.health_check_path {
+            validate_path(path)?;
+        }
+        at_least_one("max_header_size", self.max_header_size as u64)?;
+        if self.max_header_size > 64 << 20 {
+            return Err(ConfigError::new(
+                "max_header_size",
+                format!("must be at most 64 MiB, got {}", self.max_header_size),
+            ));
+        }
+        at_least_one("max_headers", self.max_headers as u64)?;
+        if self.max_headers > 10_000 {
+            return Err(ConfigError::new(
+                "max_headers",
+                format!("must be at most 10000, got {}", self.max_headers),
+            ));
+        }
+        at_least_one("max_body_size", self.max_body_size as u64)?;
+        at_least_one("max_connections", self.max_connections as u64)?;
+        at_least_one("backlog", self.backlog as u64)?;
+        if self.backlog > i32::MAX as u32 {
+            return Err(ConfigError::new(
+                "backlog",
+                format!("must be at most {}, got {}", i32::MAX, self.backlog),
+            ));
+        }
+        Ok(ServerConfig {
+            host: self.host,
+            ip,
+            port: self.port,
+            workers,
+            shutdown_timeout: self.shutdown_timeout,
+            shutdown_delay: self.shutdown_delay,
+            request_timeout: self.request_timeout,
+            header_timeout: self.header_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
+            health_check_path: self.health_check_path,
+            max_header_size: self.max_header_size,
+            max_headers: self.max_headers,
+            max_body_size: self.max_body_size,
+            max_connections: self.max_connections,
+            backlog: self.backlog,
+            access_log: self.access_log,
+            log_level: self.log_level,
+            log_format: self.log_format,
+        })
+    }
+}
+
+fn parse_host(host: &str) -> Result<IpAddr, ConfigError> {
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    bare.parse::<IpAddr>().map_err(|_| {
+        ConfigError::new("host", format!("must be an IPv4 or IPv6 address or 'localhost', got '{host}'"))
+    })
+}
+
+fn positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::new(field, "must be positive, got 0"));
+    }
+    bounded(field, d)
+}
+
+fn bounded(field: &'static str, d: Duration) -> Result<(), ConfigError> {
+    if d.as_secs_f64() > MAX_DURATION_SECS {
+        return Err(ConfigError::new(
+            field,
+            format!("must be at most {MAX_DURATION_SECS} seconds, got {}", d.as_secs_f64()),
+        ));
+    }
+    Ok(())
+}
+
+fn at_least_one(field: &'static str, v: u64) -> Result<(), ConfigError> {
+    if v == 0 {
+        return Err(ConfigError::new(field, "must be positive, got 0"));
+    }
+    Ok(())
+}
+
+fn validate_path(path: &str) -> Result<(), ConfigError> {
+    if !path.starts_with('/') {
+        return Err(ConfigError::new("health_check_path", format!("must start with '/', got '{path}'")));
+    }
+    if path.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'?' || b == b'#') {
+        return Err(ConfigError::new(
+            "health_check_path",
+            format!("must be a plain path without spaces, controls, '?' or '#', got '{path}'"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_spec() {
+        let c = ServerConfig::builder().workers(2).build().unwrap();
+        assert_eq!(c.socket_addr(), "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(c.shutdown_timeout(), Duration::from_secs(10));
+        assert_eq!(c.shutdown_delay(), Duration::ZERO);
+        assert_eq!(c.request_timeout(), Duration::from_secs(30));
+        assert_eq!(c.header_timeout(), Duration::from_secs(10));
+        assert_eq!(c.keep_alive_timeout(), Duration::from_secs(5));
+        assert_eq!(c.health_check_path(), None);
+        assert_eq!(c.max_header_size(), 65536);
+        assert_eq!(c.max_headers(), 100);
+        assert_eq!(c.max_body_size(), 1 << 20);
+        assert_eq!(c.max_connections(), 10_000);
+        assert_eq!(c.backlog(), 2048);
+        assert!(!c.access_log());
+        assert_eq!(c.log_format(), LogFormat::Text);
+        assert!(ServerConfig::default().workers() >= 1);
+    }
+
+    #[test]
+    fn zero_shutdown_timeout_names_the_field() {
+        let e = ServerConfig::builder().shutdown_timeout(Duration::ZERO).build().unwrap_err();
+        assert_eq!(e.field(), "shutdown_timeout");
+        assert_eq!(e.to_string(), "shutdown_timeout must be positive, got 0");
+    }
+
+    #[test]
+    fn each_rule_is_enforced() {
+        let b = || ServerConfig::builder().workers(1);
+        let cases: Vec<(ServerConfigBuilder, &str)> = vec![
+            (b().host("example.com"), "host"),
+            (b().host("300.1.1.1"), "host"),
+            (ServerConfig::builder().workers(0), "workers"),
+            (b().request_timeout(Duration::ZERO), "request_timeout"),
+            (b().header_timeout(Duration::ZERO), "header_timeout"),
+            (b().keep_alive_timeout(Duration::ZERO), "keep_alive_timeout"),
+            (b().shutdown_delay(Duration::from_secs(40_000_000)), "shutdown_delay"),
+            (b().health_check_path("health"), "health_check_path"),
+            (b().health_check_path("/he alth"), "health_check_path"),
+            (b().max_header_size(0), "max_header_size"),
+            (b().max_headers(0), "max_headers"),
+            (b().max_body_size(0), "max_body_size"),
+            (b().max_connections(0), "max_connections"),
+            (b().backlog(0), "backlog"),
+        ];
+        for (builder, field) in cases {
+            let e = builder.build().unwrap_err();
+            assert_eq!(e.field(), field, "{e}");
+            assert!(e.to_string().starts_with(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let ok = |h: &str| ServerConfig::builder().workers(1).host(h).build().unwrap().socket_addr();
+        assert_eq!(ok("localhost").ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(ok("::1").to_string(), "[::1]:8000");
+        assert_eq!(ok("[::]").to_string(), "[::]:8000");
+        assert_eq!(ok("0.0.0.0").to_string(), "0.0.0.0:8000");
+    }
+
+    #[test]
+    fn zero_delay_is_allowed_and_drain_grace_is_capped() {
+        let c = ServerConfig::builder()
+            .workers(1)
+            .keep_alive_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        assert_eq!(c.drain_idle_grace(), Duration::from_millis(300));
+        assert_eq!(ServerConfig::default().drain_idle_grace(), Duration::from_secs(1));
+    }
+}

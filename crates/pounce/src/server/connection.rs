@@ -1,0 +1,566 @@
+//! The HTTP/1.1 connection loop: read a head, read its body, dispatch, write
+//! the response, repeat — with keep-alive, pipelining and the drain rules.
+//!
+//! This is the only code that owns a client socket for its whole life. It
+//! parses with [`crate::http`] (pure functions over the read buffer), waits
+//! through [`Io`] (socket + deadline + shutdown phase in one poll), and asks
+//! the worker's drain state exactly two questions: "has the phase changed?"
+//! (while idle) and "am I being forced?" (while busy).
+//!
+//! Drain rules, from SPEC's shutdown sequence:
+//! - a request in progress runs to completion, and so do requests already
+//!   received behind it (pipelined); the last response of the batch carries
+//!   `Connection: close`;
+//! - an idle keep-alive connection gets at most the drain grace (1 s, never
+//!   more than keep_alive_timeout) for a request already on its way, served
+//!   with `Connection: close`, then it closes;
+//! - when forced, the in-flight handler is dropped and the socket shut down.
+//!
+//! Per-connection buffers (read, write, body, parsed head) are reused for
+//! every request; responses to pipelined requests accumulate in the write
+//! buffer and leave in one write when the next read would block.
+
+use super::io::{Io, Waited, Watch};
+use super::readbuf::ReadBuf;
+use super::{WorkerCtx, health};
+use crate::handler::{Body, Handler, Request, Response};
+use crate::http::Version;
+use crate::http::chunked::{ChunkError, ChunkedDecoder};
+use crate::http::request::{Framing, HeadError, RequestHead, parse_head};
+use crate::http::response::{ConnHeader, Head, LAST_CHUNK, OutFraming, encode_chunk, encode_head};
+use crate::http::status::{forbids_body, reason};
+use crate::shutdown::Phase;
+use futures_lite::{FutureExt, StreamExt};
+use std::borrow::Cow;
+use std::net::{Shutdown, SocketAddr};
+use std::ops::Range;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Bodies up to this size are copied into the write buffer so head and body
+/// leave in one write; larger ones are written straight from the handler's
+/// buffer after the head.
+const COALESCE_MAX: usize = 64 * 1024;
+/// Write buffer capacity kept between requests.
+const WBUF_KEEP: usize = 64 * 1024;
+/// Body buffer capacity kept between requests.
+const BODY_KEEP: usize = 64 * 1024;
+/// How long a closing connection waits for the client's FIN.
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
+
+/// How the connection continues after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    KeepAlive,
+    /// Last response sent with `Connection: close`: lingering close.
+    Close,
+    /// Cannot continue cleanly (forced, peer gone, broken stream): shut down.
+    Abort,
+}
+
+/// Outcome of waiting for the next request head.
+enum Next {
+    Head,
+    /// Idle timeout, EOF or error: close without a response.
+    Quiet,
+    /// Refuse with this status, then close.
+    Refuse(u16),
+    Forced,
+}
+
+/// Where the request body is.
+enum BodyAt {
+    /// In the read buffer, right behind the head (no copy).
+    Buf(Range<usize>),
+    /// Copied or decoded into the body buffer.
+    Owned,
+}
+
+pub(crate) struct Conn<'c, H> {
+    ctx: &'c WorkerCtx<H>,
+    io: Io,
+    peer: SocketAddr,
+    rbuf: ReadBuf,
+    wbuf: Vec<u8>,
+    body: Vec<u8>,
+    head: RequestHead,
+    accepted: Instant,
+    idle_since: Instant,
+    served: u64,
+}
+
+impl<'c, H: Handler> Conn<'c, H> {
+    pub(crate) fn new(ctx: &'c WorkerCtx<H>, io: Io, peer: SocketAddr) -> Self {
+        let now = Instant::now();
+        Conn {
+            ctx,
+            io,
+            peer,
+            rbuf: ReadBuf::new(ctx.rbuf_cap),
+            wbuf: Vec::with_capacity(1024),
+            body: Vec::new(),
+            head: RequestHead::default(),
+            accepted: now,
+            idle_since: now,
+            served: 0,
+        }
+    }
+
+    /// Serves requests until the connection ends.
+    pub(crate) async fn run(&mut self) {
+        loop {
+            match self.next_head().await {
+                Next::Head => {}
+                Next::Quiet => {
+                    if self.flush().await {
+                        self.io.shutdown(Shutdown::Both);
+                    }
+                    return;
+                }
+                Next::Refuse(status) => {
+                    let flow = self.refuse(status, &[]).await;
+                    return self.finish(flow).await;
+                }
+                Next::Forced => return self.io.shutdown(Shutdown::Both),
+            }
+            match self.handle().await {
+                Flow::KeepAlive => {}
+                flow => return self.finish(flow).await,
+            }
+        }
+    }
+
+    async fn finish(&mut self, flow: Flow) {
+        match flow {
+            Flow::Close if self.flush().await => self.io.linger_close(LINGER).await,
+            _ => self.io.shutdown(Shutdown::Both),
+        }
+    }
+
+    /// Waits until a complete request head is at the front of the read buffer.
+    async fn next_head(&mut self) -> Next {
+        let cfg = &self.ctx.config;
+        let mut request_started = (!self.rbuf.is_empty()).then(Instant::now);
+        loop {
+            if !self.rbuf.is_empty() {
+                match parse_head(self.rbuf.data(), self.ctx.limits, &mut self.head) {
+                    Ok(true) => return Next::Head,
+                    Ok(false) => {}
+                    Err(e) => {
+                        log_refusal(self.peer, e);
+                        return Next::Refuse(e.status());
+                    }
+                }
+            }
+            // About to wait for bytes: first send what pipelining batched up.
+            if !self.flush().await {
+                return Next::Quiet;
+            }
+            let idle = self.rbuf.is_empty();
+            let (deadline, watch) = if idle {
+                let drain = self.io.drain();
+                let phase = drain.phase();
+                let mut deadline = if self.served == 0 {
+                    self.accepted + cfg.header_timeout
+                } else {
+                    self.idle_since + cfg.keep_alive_timeout
+                };
+                if let (true, Some(t)) = (phase >= Phase::Draining, drain.drain_started()) {
+                    deadline = deadline.min(t + cfg.drain_idle_grace());
+                }
+                (deadline, Watch::Change(phase))
+            } else {
+                let started = *request_started.get_or_insert_with(Instant::now);
+                (started + cfg.header_timeout, Watch::Forced)
+            };
+            let spare = self.rbuf.spare();
+            if spare.is_empty() {
+                // parse_head refuses heads over max_header_size before this.
+                return Next::Refuse(431);
+            }
+            match self.io.read(spare, deadline, watch).await {
+                Waited::Done(Ok(0)) | Waited::Done(Err(_)) => return Next::Quiet,
+                Waited::Done(Ok(n)) => {
+                    if idle {
+                        request_started = Some(Instant::now());
+                    }
+                    self.rbuf.filled(n);
+                }
+                Waited::Timeout if idle => return Next::Quiet,
+                Waited::Timeout => {
+                    log::debug!("{}: request head not complete within header_timeout; 408", self.peer);
+                    return Next::Refuse(408);
+                }
+                Waited::Phase(Phase::Forced) => return Next::Forced,
+                // Draining began while idle: recompute the deadline.
+                Waited::Phase(_) => {}
+            }
+        }
+    }
+
+    /// Reads the body, runs the handler, writes the response.
+    async fn handle(&mut self) -> Flow {
+        let ctx = self.ctx;
+        let cfg = &ctx.config;
+        let head_len = self.head.len;
+        let version = self.head.version();
+        let started = Instant::now();
+
+        let (body_at, request_end) = match self.read_body(started + cfg.request_timeout).await {
+            Ok(v) => v,
+            Err(flow) => return flow,
+        };
+
+        let drain = self.io.drain().clone();
+        let data = self.rbuf.data();
+        let body: &[u8] = match &body_at {
+            BodyAt::Buf(r) => &data[r.clone()],
+            BodyAt::Owned => &self.body,
+        };
+        let req = Request { buf: data, head: &self.head, body, peer: self.peer, worker: ctx.id };
+        let is_head = self.head.is_head_method(data);
+        let deadline = Instant::now() + cfg.request_timeout;
+
+        // The health endpoint is answered here, without the app.
+        let mut must_close = false;
+        let response = if cfg.health_check_path.as_deref() == Some(req.path()) {
+            let (resp, close) = health::respond(req.method(), ctx.id, drain.active(), &ctx.shared);
+            must_close = close;
+            resp
+        } else {
+            let call = AssertUnwindSafe(ctx.handler.call(&req)).catch_unwind();
+            match self.io.guard(call, deadline).await {
+                Waited::Done(Ok(resp)) => resp,
+                Waited::Done(Err(panic)) => {
+                    log::error!(
+                        "handler panicked on {} {}: {}; answered 500",
+                        req.method(),
+                        req.target(),
+                        panic_message(&panic)
+                    );
+                    must_close = true;
+                    Response::text(500, "Internal Server Error\n")
+                }
+                Waited::Timeout => {
+                    log::warn!(
+                        "handler for {} {} exceeded request_timeout ({:.1}s); cancelled, answered 503",
+                        req.method(),
+                        req.target(),
+                        cfg.request_timeout.as_secs_f64()
+                    );
+                    must_close = true;
+                    Response::text(503, "Service Unavailable\n")
+                }
+                Waited::Phase(_) => return Flow::Abort,
+            }
+        };
+        let method = self.head.method;
+        let target = self.head.target;
+
+        // Keep the connection? Not if either side said close; and while
+        // draining, only if another request has already (partly) arrived.
+        let pipelined = self.rbuf.len() > request_end;
+        let keep_alive = self.head.keep_alive && !must_close && (pipelined || !drain.draining());
+        let (flow, status, sent) =
+            self.write_response(response, is_head, version, keep_alive, deadline).await;
+
+        let stats = ctx.shared.stats(ctx.id);
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        if drain.draining() {
+            stats.drain_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        if cfg.access_log {
+            let data = self.rbuf.data();
+            log::info!(
+                target: "pounce::access",
+                "{} \"{} {} {}\" {} {} {:.3}ms",
+                self.peer.ip(),
+                String::from_utf8_lossy(method.get(data)),
+                String::from_utf8_lossy(target.get(data)),
+                version.as_str(),
+                status,
+                sent,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+
+        // Done with this request's bytes and buffers.
+        self.rbuf.consume(request_end);
+        if self.body.capacity() > BODY_KEEP {
+            self.body = Vec::new();
+        } else {
+            self.body.clear();
+        }
+        self.served += 1;
+        self.idle_since = Instant::now();
+        let _ = head_len;
+        flow
+    }
+
+    /// Reads the request body per its framing. Returns where it is and where
+    /// the request ends in the read buffer; `Err` ends the connection (after
+    /// a 408/413/400 where one is due).
+    async fn read_body(&mut self, deadline: Instant) -> Result<(BodyAt, usize), Flow> {
+        let head_len = self.head.len;
+        let max = self.ctx.config.max_body_size;
+        match self.head.framing {
+            Framing::Empty => Ok((BodyAt::Buf(head_len..head_len), head_len)),
+            Framing::Length(n) => {
+                if n > max as u64 {
+                    log::debug!("{}: Content-Length {n} over max_body_size; 413", self.peer);
+                    return Err(self.refuse(413, &[]).await);
+                }
+                let n = n as usize;
+                let have = self.rbuf.len() - head_len;
+                if have >= n {
+                    return Ok((BodyAt::Buf(head_len..head_len + n), head_len + n));
+                }
+                if have == 0 {
+                    self.send_continue().await?;
+                }
+                // Move what arrived into the body buffer and read the rest
+                // straight into it: exact-size reads never swallow a
+                // pipelined request.
+                self.body.clear();
+                self.body.extend_from_slice(&self.rbuf.data()[head_len..]);
+                self.rbuf.truncate(head_len);
+                self.body.resize(n, 0);
+                let mut filled = have;
+                while filled < n {
+                    match self.io.read(&mut self.body[filled..], deadline, Watch::Forced).await {
+                        Waited::Done(Ok(0)) | Waited::Done(Err(_)) | Waited::Phase(_) => {
+                            return Err(Flow::Abort);
+                        }
+                        Waited::Done(Ok(k)) => filled += k,
+                        Waited::Timeout => return Err(self.body_timeout().await),
+                    }
+                }
+                Ok((BodyAt::Owned, head_len))
+            }
+            Framing::Chunked => {
+                if self.rbuf.len() == head_len {
+                    self.send_continue().await?;
+                }
+                self.body.clear();
+                let mut decoder = ChunkedDecoder::default();
+                loop {
+                    let input = &self.rbuf.data()[head_len..];
+                    match decoder.decode(input, &mut self.body, max) {
+                        Ok(used) if decoder.is_done() => return Ok((BodyAt::Owned, head_len + used)),
+                        Ok(_) => self.rbuf.truncate(head_len),
+                        Err(ChunkError::TooLarge) => {
+                            log::debug!("{}: chunked body over max_body_size; 413", self.peer);
+                            return Err(self.refuse(413, &[]).await);
+                        }
+                        Err(ChunkError::Bad(why)) => {
+                            log::debug!("{}: bad chunked body ({why}); 400", self.peer);
+                            return Err(self.refuse(400, &[]).await);
+                        }
+                    }
+                    let spare = self.rbuf.spare();
+                    match self.io.read(spare, deadline, Watch::Forced).await {
+                        Waited::Done(Ok(0)) | Waited::Done(Err(_)) | Waited::Phase(_) => {
+                            return Err(Flow::Abort);
+                        }
+                        Waited::Done(Ok(k)) => self.rbuf.filled(k),
+                        Waited::Timeout => return Err(self.body_timeout().await),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn body_timeout(&mut self) -> Flow {
+        log::debug!("{}: request body not complete within request_timeout; 408", self.peer);
+        self.refuse(408, &[]).await
+    }
+
+    /// `100 Continue` for a client waiting for permission to send its body.
+    async fn send_continue(&mut self) -> Result<(), Flow> {
+        if self.head.expect_continue {
+            self.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            if !self.flush().await {
+                return Err(Flow::Abort);
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues an error response with `Connection: close`; the connection ends.
+    async fn refuse(&mut self, status: u16, extra: &[(&'static str, &str)]) -> Flow {
+        encode_error(&mut self.wbuf, status, extra);
+        Flow::Close
+    }
+
+    /// Encodes `resp` (and, for known small bodies, the body) into the write
+    /// buffer; streams and large bodies are written out here. Returns the
+    /// flow, the status sent and the body bytes sent.
+    async fn write_response(
+        &mut self,
+        resp: Response,
+        is_head: bool,
+        version: Version,
+        mut keep_alive: bool,
+        deadline: Instant,
+    ) -> (Flow, u16, u64) {
+        let Response { status, content_type, headers, body } = resp;
+        let status = if (200..1000).contains(&status) { status } else { 500 };
+        let framing = if forbids_body(status) {
+            OutFraming::NoBody
+        } else {
+            match body.len() {
+                Some(n) => OutFraming::Length(n),
+                None if version == Version::Http11 => OutFraming::Chunked,
+                None => {
+                    keep_alive = false;
+                    OutFraming::UntilClose
+                }
+            }
+        };
+        let connection = match (keep_alive, version) {
+            (false, _) => ConnHeader::Close,
+            (true, Version::Http10) => ConnHeader::KeepAlive,
+            (true, Version::Http11) => ConnHeader::None,
+        };
+        let head = Head {
+            status,
+            content_type: content_type.as_deref(),
+            headers: &headers,
+            extra: &[],
+            framing,
+            connection,
+        };
+        if encode_head(&mut self.wbuf, &head).is_err() {
+            log::error!("handler returned a header with CR, LF, NUL or an invalid name; answered 500");
+            encode_error(&mut self.wbuf, 500, &[]);
+            return (Flow::Close, 500, 0);
+        }
+        let flow = if keep_alive { Flow::KeepAlive } else { Flow::Close };
+        if is_head || framing == OutFraming::NoBody {
+            return (flow, status, 0);
+        }
+        let stall = self.ctx.config.request_timeout;
+        match body {
+            Body::Empty => (flow, status, 0),
+            Body::Bytes(b) if b.len() <= COALESCE_MAX => {
+                self.wbuf.extend_from_slice(&b);
+                (flow, status, b.len() as u64)
+            }
+            Body::Bytes(b) => {
+                if !self.flush().await {
+                    return (Flow::Abort, status, 0);
+                }
+                match self.io.write_all(&b, stall).await {
+                    Waited::Done(Ok(())) => (flow, status, b.len() as u64),
+                    _ => (Flow::Abort, status, 0),
+                }
+            }
+            Body::Stream { len, mut chunks } => {
+                let chunked = framing == OutFraming::Chunked;
+                let mut sent: u64 = 0;
+                loop {
+                    if !self.flush().await {
+                        return (Flow::Abort, status, sent);
+                    }
+                    let next = AssertUnwindSafe(chunks.next()).catch_unwind();
+                    match self.io.guard(next, deadline).await {
+                        Waited::Done(Ok(Some(Ok(chunk)))) => {
+                            sent += chunk.len() as u64;
+                            if len.is_some_and(|n| sent > n) {
+                                log::error!(
+                                    "streamed body longer than its declared length; connection closed"
+                                );
+                                return (Flow::Abort, status, sent);
+                            }
+                            if chunked {
+                                encode_chunk(&mut self.wbuf, &chunk);
+                            } else {
+                                self.wbuf.extend_from_slice(&chunk);
+                            }
+                        }
+                        Waited::Done(Ok(None)) => break,
+                        Waited::Done(Ok(Some(Err(e)))) => {
+                            log::warn!(
+                                "streamed body failed after the head was sent ({e}); connection closed"
+                            );
+                            return (Flow::Abort, status, sent);
+                        }
+                        Waited::Done(Err(panic)) => {
+                            log::error!(
+                                "streamed body panicked: {}; connection closed",
+                                panic_message(&panic)
+                            );
+                            return (Flow::Abort, status, sent);
+                        }
+                        Waited::Timeout => {
+                            log::warn!(
+                                "streamed response exceeded request_timeout ({:.1}s); connection closed",
+                                self.ctx.config.request_timeout.as_secs_f64()
+                            );
+                            return (Flow::Abort, status, sent);
+                        }
+                        Waited::Phase(_) => return (Flow::Abort, status, sent),
+                    }
+                }
+                if len.is_some_and(|n| sent != n) {
+                    log::error!("streamed body shorter than its declared length; connection closed");
+                    return (Flow::Abort, status, sent);
+                }
+                if chunked {
+                    self.wbuf.extend_from_slice(LAST_CHUNK);
+                }
+                if self.wbuf.capacity() > WBUF_KEEP {
+                    if !self.flush().await {
+                        return (Flow::Abort, status, sent);
+                    }
+                    self.wbuf = Vec::with_capacity(1024);
+                }
+                (flow, status, sent)
+            }
+        }
+    }
+
+    /// Writes out the write buffer. False if the peer is gone or too slow.
+    async fn flush(&mut self) -> bool {
+        if self.wbuf.is_empty() {
+            return true;
+        }
+        let r = self.io.write_all(&self.wbuf, self.ctx.config.request_timeout).await;
+        self.wbuf.clear();
+        matches!(r, Waited::Done(Ok(())))
+    }
+}
+
+/// Appends a small text error response with `Connection: close`.
+pub(crate) fn encode_error(out: &mut Vec<u8>, status: u16, extra: &[(&'static str, &str)]) {
+    let body = reason(status);
+    let head = Head {
+        status,
+        content_type: Some("text/plain; charset=utf-8"),
+        headers: &[],
+        extra,
+        framing: OutFraming::Length(body.len() as u64 + 1),
+        connection: ConnHeader::Close,
+    };
+    encode_head(out, &head).expect("server-made heads are valid");
+    out.extend_from_slice(body.as_bytes());
+    out.push(b'\n');
+}
+
+fn log_refusal(peer: SocketAddr, e: HeadError) {
+    match e {
+        HeadError::Bad(why) => log::debug!("{peer}: bad request ({why}); 400"),
+        other => log::debug!("{peer}: request refused: {other:?}; {}", other.status()),
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> Cow<'_, str> {
+    if let Some(s) = p.downcast_ref::<&'static str>() {
+        Cow::Borrowed(s)
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        Cow::Borrowed(s.as_str())
+    } else {
+        Cow::Borrowed("(non-string panic payload)")
+    }
+}

@@ -1,0 +1,217 @@
+//! The server: start-up, the executor pool, and the hand-off to the
+//! coordinator.
+//!
+//! [`Server::run`] does, in order: register for signals (so an early SIGTERM
+//! is queued, not fatal), raise RLIMIT_MEMLOCK, bind every worker's listener
+//! (failing fast if the port is taken), build the main thread's executor
+//! (which doubles as the io_uring availability probe), start the signal
+//! thread and one executor thread per worker, wait until each has started,
+//! then run the [`Coordinator`] until shutdown is over. Any start-up failure
+//! is one log line and exit status 1.
+
+mod connection;
+mod health;
+mod io;
+pub(crate) mod listener;
+mod readbuf;
+pub(crate) mod startup;
+mod worker;
+
+use crate::config::{ServerConfig, available_cpus};
+use crate::exit::ExitStatus;
+use crate::handler::Handler;
+use crate::http::request::{HeadLimits, MAX_TARGET_LEN};
+use crate::shutdown::coordinator::Coordinator;
+use crate::shutdown::{Shared, signal};
+use glommio::channels::shared_channel;
+use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// What each worker's connections share: read-only config, the handler, the
+/// process-wide counters.
+pub(crate) struct WorkerCtx<H> {
+    pub id: usize,
+    pub config: Arc<ServerConfig>,
+    pub handler: Arc<H>,
+    pub shared: Arc<Shared>,
+    pub limits: HeadLimits,
+    /// Largest a connection's read buffer may grow.
+    pub rbuf_cap: usize,
+}
+
+/// A configured server, ready to run.
+///
+/// ```no_run
+/// use pounce::{Handler, Request, Response, Server, ServerConfig};
+///
+/// struct App;
+/// impl Handler for App {
+///     async fn call(&self, _req: &Request<'_>) -> Response {
+///         Response::text(200, "hi")
+///     }
+/// }
+///
+/// let config = ServerConfig::builder().port(8080).build().unwrap();
+/// let status = Server::new(config, App).run();
+/// std::process::exit(status.code().into());
+/// ```
+pub struct Server<H: Handler> {
+    config: ServerConfig,
+    handler: H,
+}
+
+impl<H: Handler> Server<H> {
+    pub fn new(config: ServerConfig, handler: H) -> Self {
+        Server { config, handler }
+    }
+
+    /// Serves until shut down by SIGTERM/SIGINT; returns how it ended.
+    /// Expects a logger to be installed (see [`crate::logging::init`]).
+    pub fn run(self) -> ExitStatus {
+        install_panic_hook();
+        match self.start() {
+            Ok(status) => status,
+            Err(msg) => {
+                log::error!("{msg}");
+                ExitStatus::Fatal
+            }
+        }
+    }
+
+    fn start(self) -> Result<ExitStatus, String> {
+        let Server { config, handler } = self;
+        let n = config.workers;
+        let signals = signal::install().map_err(|e| format!("cannot register signal handlers: {e}"))?;
+        let memlock = startup::raise_memlock();
+        let sockets =
+            listener::bind_group(config.socket_addr(), n, config.backlog).map_err(|e| e.to_string())?;
+        let local_addr =
+            listener::local_addr(&sockets[0]).map_err(|e| format!("listener has no address: {e}"))?;
+        let io_memory = startup::io_memory_per_executor(memlock, n + 2);
+
+        // The main thread's executor runs the coordinator; building it first
+        // also tells us early, with one clear line, if io_uring is unusable.
+        let main_ex = LocalExecutorBuilder::new(Placement::Unbound)
+            .name("pounce-main")
+            .io_memory(64 << 10)
+            .ring_depth(32)
+            .make()
+            .map_err(|e| startup::diagnose(&e, memlock))?;
+
+        let config = Arc::new(config);
+        let handler = Arc::new(handler);
+        let shared = Arc::new(Shared::new(n));
+        let (sig_tx, sig_rx) = shared_channel::new_bounded(4);
+        signal::spawn(signals, sig_tx, shared.clone()).map_err(|e| e.to_string())?;
+
+        let cpus = available_cpus();
+        let pin = n <= cpus.cpus.len();
+        let limits = HeadLimits { max_header_size: config.max_header_size, max_headers: config.max_headers };
+        let rbuf_cap = config.max_header_size.max(MAX_TARGET_LEN + 1024) + 16 * 1024;
+        let (started_tx, started_rx) = mpsc::channel::<(usize, Result<(), String>)>();
+        let mut commands = Vec::with_capacity(n);
+        let mut events = Vec::with_capacity(n);
+        for (k, listener) in sockets.into_iter().enumerate() {
+            let id = k + 1;
+            let (cmd_tx, cmd_rx) = shared_channel::new_bounded(4);
+            let (ev_tx, ev_rx) = shared_channel::new_bounded(8);
+            commands.push(cmd_tx);
+            events.push(ev_rx);
+            let init = worker::WorkerInit {
+                ctx: WorkerCtx {
+                    id,
+                    config: config.clone(),
+                    handler: handler.clone(),
+                    shared: shared.clone(),
+                    limits,
+                    rbuf_cap,
+                },
+                listener,
+                commands: cmd_rx,
+                events: ev_tx,
+            };
+            let cpu = pin.then(|| cpus.cpus[k]);
+            let started = started_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("pounce-w{id}"))
+                .spawn(move || match build_worker_executor(id, cpu, io_memory) {
+                    Ok(ex) => {
+                        let _ = started.send((id, Ok(())));
+                        ex.run(worker::run(init));
+                    }
+                    Err(e) => {
+                        let _ = started.send((id, Err(startup::diagnose(&e, memlock))));
+                    }
+                })
+                .map_err(|e| format!("cannot start worker thread {id}: {e}"))?;
+        }
+        drop(started_tx);
+        for _ in 0..n {
+            match started_rx.recv_timeout(Duration::from_secs(30)) {
+                Ok((_, Ok(()))) => {}
+                Ok((id, Err(msg))) => return Err(format!("worker {id}: {msg}")),
+                Err(_) => return Err("a worker thread did not start within 30s".into()),
+            }
+        }
+
+        let status = main_ex.run(async move {
+            // Each connect is a rendezvous with its peer executor: start
+            // them all before awaiting any.
+            let cmd: Vec<_> = commands.into_iter().map(|c| glommio::spawn_local(c.connect())).collect();
+            let ev: Vec<_> = events.into_iter().map(|e| glommio::spawn_local(e.connect())).collect();
+            let sig = glommio::spawn_local(sig_rx.connect());
+            let mut commands = Vec::with_capacity(n);
+            for t in cmd {
+                commands.push(t.await);
+            }
+            let mut events = Vec::with_capacity(n);
+            for t in ev {
+                events.push(t.await);
+            }
+            Coordinator { config, shared, local_addr, commands, events, signals: sig.await }.run().await
+        });
+        Ok(status)
+    }
+}
+
+/// A worker's executor, pinned to `cpu` when given. If pinning is refused
+/// (a CPU hidden from glommio's topology view), run unpinned rather than fail.
+fn build_worker_executor(
+    id: usize,
+    cpu: Option<usize>,
+    io_memory: usize,
+) -> Result<LocalExecutor, glommio::GlommioError<()>> {
+    let build = |placement| {
+        LocalExecutorBuilder::new(placement)
+            .name(&format!("pounce-w{id}"))
+            .io_memory(io_memory)
+            .ring_depth(128)
+            .make()
+    };
+    match cpu {
+        Some(c) => build(Placement::Fixed(c)).or_else(|e| {
+            log::debug!("worker {id}: cannot pin to CPU {c} ({e}); running unpinned");
+            build(Placement::Unbound)
+        }),
+        None => build(Placement::Unbound),
+    }
+}
+
+/// Panics are logged as one line like everything else; a handler panic is
+/// then answered 500 by the connection loop, any other kills its worker.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = info.payload().downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "(non-string payload)".to_string()
+        };
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("?").to_string();
+        log::error!("panic in {thread}{at}: {msg}");
+    }));
+}

@@ -1,0 +1,119 @@
+//! A connection's read buffer: received bytes not yet consumed, reused for
+//! every request on the connection.
+//!
+//! Requests are parsed in place, as spans relative to the start of
+//! [`ReadBuf::data`], so compacting or growing the buffer never invalidates a
+//! parsed head. The buffer starts small and grows (doubling) only while a head
+//! is incomplete, up to its cap; once a request is done its bytes are
+//! consumed and, when nothing is left, the cursors simply reset.
+
+pub(crate) struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    cap: usize,
+}
+
+/// Initial size: a typical request head (wrk's is 40 bytes, browsers' < 1 KiB)
+/// and a batch of pipelined ones fit.
+pub(crate) const INITIAL: usize = 4096;
+
+impl ReadBuf {
+    pub(crate) fn new(cap: usize) -> ReadBuf {
+        ReadBuf { buf: vec![0; INITIAL.min(cap)], start: 0, end: 0, cap: cap.max(INITIAL) }
+    }
+
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Drops the first `n` bytes of [`data`](Self::data).
+    pub(crate) fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Keeps only the first `len` bytes of [`data`](Self::data).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        debug_assert!(len <= self.len());
+        self.end = self.start + len;
+    }
+
+    /// Free space after the data, made by compacting and then growing (up to
+    /// the cap). Empty only when the buffer holds `cap` bytes of data.
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else if self.buf.len() < self.cap {
+                let new_len = (self.buf.len() * 2).min(self.cap);
+                self.buf.resize(new_len, 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Records that `n` bytes were written into [`spare`](Self::spare).
+    pub(crate) fn filled(&mut self, n: usize) {
+        self.end += n;
+        debug_assert!(self.end <= self.buf.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(b: &mut ReadBuf, data: &[u8]) {
+        let spare = b.spare();
+        spare[..data.len()].copy_from_slice(data);
+        b.filled(data.len());
+    }
+
+    #[test]
+    fn consume_compact_grow() {
+        let mut b = ReadBuf::new(16 * 1024);
+        push(&mut b, b"hello world");
+        assert_eq!(b.data(), b"hello world");
+        b.consume(6);
+        assert_eq!(b.data(), b"world");
+        b.consume(5);
+        assert!(b.is_empty());
+        assert_eq!(b.spare().len(), INITIAL, "cursors reset when empty");
+
+        let chunk = vec![b'x'; INITIAL];
+        push(&mut b, &chunk);
+        b.consume(100);
+        // Full at the end with room at the front: compacts, does not grow.
+        assert_eq!(b.spare().len(), 100);
+        assert_eq!(b.data().len(), INITIAL - 100);
+        push(&mut b, &chunk[..100]);
+        // Full from the start: grows by doubling.
+        assert_eq!(b.spare().len(), INITIAL);
+        b.truncate(10);
+        assert_eq!(b.len(), 10);
+    }
+
+    #[test]
+    fn growth_stops_at_the_cap() {
+        let mut b = ReadBuf::new(8192);
+        let chunk = vec![b'x'; 8192];
+        push(&mut b, &chunk[..4096]);
+        push(&mut b, &chunk[..4096]);
+        assert_eq!(b.spare().len(), 0);
+    }
+}
