@@ -13,11 +13,26 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_pounce");
 
 /// Environment variables a test must not inherit from the developer's shell.
 const SCRUB: &[&str] = &[
-    "POUNCE_HOST", "POUNCE_PORT", "POUNCE_WORKERS", "POUNCE_SHUTDOWN_TIMEOUT", "SHUTDOWN_TIMEOUT",
-    "POUNCE_SHUTDOWN_DELAY", "POUNCE_REQUEST_TIMEOUT", "POUNCE_HEADER_TIMEOUT",
-    "POUNCE_KEEP_ALIVE_TIMEOUT", "POUNCE_HEALTH_CHECK_PATH", "POUNCE_MAX_HEADER_SIZE",
-    "POUNCE_MAX_HEADERS", "POUNCE_MAX_BODY_SIZE", "POUNCE_MAX_CONNECTIONS", "POUNCE_BACKLOG",
-    "POUNCE_ACCESS_LOG", "POUNCE_LOG_LEVEL", "POUNCE_LOG_FORMAT", "RUST_LOG", "NOTIFY_SOCKET",
+    "POUNCE_HOST",
+    "POUNCE_PORT",
+    "POUNCE_WORKERS",
+    "POUNCE_SHUTDOWN_TIMEOUT",
+    "SHUTDOWN_TIMEOUT",
+    "POUNCE_SHUTDOWN_DELAY",
+    "POUNCE_REQUEST_TIMEOUT",
+    "POUNCE_HEADER_TIMEOUT",
+    "POUNCE_KEEP_ALIVE_TIMEOUT",
+    "POUNCE_HEALTH_CHECK_PATH",
+    "POUNCE_MAX_HEADER_SIZE",
+    "POUNCE_MAX_HEADERS",
+    "POUNCE_MAX_BODY_SIZE",
+    "POUNCE_MAX_CONNECTIONS",
+    "POUNCE_BACKLOG",
+    "POUNCE_ACCESS_LOG",
+    "POUNCE_LOG_LEVEL",
+    "POUNCE_LOG_FORMAT",
+    "RUST_LOG",
+    "NOTIFY_SOCKET",
 ];
 
 /// A `pounce` command with a clean environment.
@@ -28,6 +43,30 @@ pub fn command(args: &[&str]) -> Command {
         c.env_remove(v);
     }
     c
+}
+
+/// Runs `cmd` to completion, killing it if it takes longer than `timeout`
+/// (a command expected to fail fast must not hang a test if it starts).
+pub fn output_within(mut cmd: Command, timeout: Duration) -> std::process::Output {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            // SAFETY: kill(2) on the child we spawned.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = rx.recv().expect("wait").expect("wait");
+            panic!(
+                "command still running after {timeout:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }
 
 #[derive(Default)]
@@ -214,6 +253,10 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        Client::from_stream(stream)
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_nodelay(true).ok();
         stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
         Client { stream, buf: Vec::new() }
@@ -275,7 +318,9 @@ impl Client {
                             return None;
                         }
                     };
-                    let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).ok()?.trim(), 16).ok()?;
+                    let size =
+                        usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).ok()?.trim(), 16)
+                            .ok()?;
                     self.buf.drain(..line_end + 2);
                     while self.buf.len() < size + 2 {
                         if self.fill().ok()? == 0 {

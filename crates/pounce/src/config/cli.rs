@@ -198,9 +198,7 @@ pub fn config_from_matches(m: &ArgMatches) -> Result<ServerConfig, ConfigError> 
     }
     if let Some((v, s)) = get("workers") {
         let n: usize = parse_uint("workers", &v, "a whole number of at least 1").map_err(annotate(&s))?;
-        if n == 0 {
-            return Err(annotate(&s)(ConfigError::new("workers", "must be at least 1, got 0")));
-        }
+        ServerConfigBuilder::default().workers(n).build().map_err(annotate(&s))?;
         b = b.workers(n);
     }
     let shutdown_timeout = get("shutdown_timeout")
