@@ -262,8 +262,14 @@ impl<'c, H: Handler> Conn<'c, H> {
         // draining, only if another request has already (partly) arrived.
         let pipelined = self.rbuf.len() > request_end;
         let keep_alive = self.head.keep_alive && !must_close && (pipelined || !drain.draining());
-        let (flow, status, sent) =
+        let (mut flow, status, sent) =
             self.write_response(response, is_head, version, keep_alive, deadline).await;
+        // Draining began while the response was going out (a stream, a large
+        // body): its head could no longer say so, but the connection still
+        // ends here unless another request is already waiting.
+        if flow == Flow::KeepAlive && drain.draining() && !pipelined {
+            flow = Flow::Close;
+        }
 
         let stats = ctx.shared.stats(ctx.id);
         stats.requests.fetch_add(1, Ordering::Relaxed);
