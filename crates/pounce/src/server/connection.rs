@@ -457,10 +457,8 @@ impl<'c, H: Handler> Conn<'c, H> {
                 if !self.flush().await {
                     return (Flow::Abort, status, 0);
                 }
-                match self.io.write_all(&b, stall).await {
-                    Waited::Done(Ok(())) => (flow, status, b.len() as u64),
-                    _ => (Flow::Abort, status, 0),
-                }
+                let r = self.io.write_all(&b, stall).await;
+                if self.written(r) { (flow, status, b.len() as u64) } else { (Flow::Abort, status, 0) }
             }
             Body::Stream { len, mut chunks } => {
                 let chunked = framing == OutFraming::Chunked;
@@ -534,7 +532,23 @@ impl<'c, H: Handler> Conn<'c, H> {
         }
         let r = self.io.write_all(&self.wbuf, self.ctx.config.request_timeout).await;
         self.wbuf.clear();
-        matches!(r, Waited::Done(Ok(())))
+        self.written(r)
+    }
+
+    /// True if a write completed; logs why not otherwise.
+    fn written(&self, r: Waited<std::io::Result<()>>) -> bool {
+        match r {
+            Waited::Done(Ok(())) => true,
+            Waited::Timeout => {
+                log::debug!(
+                    "{}: client accepted no response bytes for request_timeout ({:.1}s); connection closed",
+                    self.peer,
+                    self.ctx.config.request_timeout.as_secs_f64()
+                );
+                false
+            }
+            _ => false,
+        }
     }
 }
 

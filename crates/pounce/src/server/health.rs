@@ -13,16 +13,36 @@ pub(crate) fn respond(method: &str, worker: usize, active: usize, shared: &Share
         return (Response::text(405, "Method Not Allowed\n").with_header("Allow", "GET, HEAD"), false);
     }
     let draining = shared.shutting_down();
-    let status = if draining { "draining" } else { "ok" };
-    let body = format!(
-        "{{\"status\":\"{status}\",\"worker\":{worker},\"active_connections\":{active},\"uptime_seconds\":{}}}",
-        shared.started.elapsed().as_secs()
-    );
+    let body = json(if draining { "draining" } else { "ok" }, worker, active, shared);
     if draining {
         (Response::json(503, body).with_header("Retry-After", "1"), true)
     } else {
         (Response::json(200, body), false)
     }
+}
+
+fn json(status: &str, worker: usize, active: usize, shared: &Shared) -> String {
+    format!(
+        "{{\"status\":\"{status}\",\"worker\":{worker},\"active_connections\":{active},\"uptime_seconds\":{}}}",
+        shared.started.elapsed().as_secs()
+    )
+}
+
+/// The complete draining response (head and JSON body), for a probe that
+/// arrives on a new connection while the worker is draining.
+pub(crate) fn encode_draining(out: &mut Vec<u8>, worker: usize, active: usize, shared: &Shared) {
+    use crate::http::response::{ConnHeader, Head, OutFraming, encode_head};
+    let body = json("draining", worker, active, shared);
+    let head = Head {
+        status: 503,
+        content_type: Some("application/json"),
+        headers: &[],
+        extra: &[("Retry-After", "1")],
+        framing: OutFraming::Length(body.len() as u64),
+        connection: ConnHeader::Close,
+    };
+    encode_head(out, &head).expect("server-made heads are valid");
+    out.extend_from_slice(body.as_bytes());
 }
 
 #[cfg(test)]

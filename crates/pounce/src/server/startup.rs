@@ -41,6 +41,34 @@ pub(crate) fn raise_memlock() -> Memlock {
     }
 }
 
+/// Raises RLIMIT_NOFILE's soft limit to its hard limit (each connection is a
+/// descriptor; the usual soft default of 1024 is far below max_connections)
+/// and warns when even the hard limit cannot hold `max_connections`.
+pub(crate) fn raise_nofile(max_connections: usize) {
+    // SAFETY: getrlimit/setrlimit on a stack struct.
+    let soft = unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let raised = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                r.rlim_cur = r.rlim_max;
+            }
+        }
+        r.rlim_cur
+    };
+    // Listeners, rings, eventfds and the like need some descriptors too.
+    let needed = max_connections as u64 + 64;
+    if soft != libc::RLIM_INFINITY && soft < needed {
+        log::warn!(
+            "open-file limit is {soft}, below max_connections ({max_connections}) plus overhead; \
+             connections beyond it will fail to be accepted (raise it: `ulimit -n`, LimitNOFILE=, --ulimit nofile=)"
+        );
+    }
+}
+
 /// The registered-buffer arena for each of `executors` executors: glommio's
 /// default when the limit allows, else an equal share of half the limit (the
 /// rings themselves may be charged to memlock on older kernels).
@@ -73,6 +101,9 @@ fn memlock_message(have: u64, need: u64) -> String {
 }
 
 fn diagnose_io(e: &io::Error, limit: Memlock) -> String {
+    if let Some((have, need)) = memlock_limit_error(e) {
+        return memlock_message(have, need);
+    }
     let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
@@ -102,6 +133,18 @@ fn diagnose_io(e: &io::Error, limit: Memlock) -> String {
     }
 }
 
+/// glommio 0.9 hands its reactor's `MemLockLimit(have, need)` error back
+/// from `LocalExecutorBuilder::make` as an `io::Error` whose message is
+/// `MemLockLimit(have/need)` (not as `ReactorError`): recover the numbers.
+fn memlock_limit_error(e: &io::Error) -> Option<(u64, u64)> {
+    if e.raw_os_error().is_some() {
+        return None;
+    }
+    let msg = e.to_string();
+    let (have, need) = msg.strip_prefix("MemLockLimit(")?.strip_suffix(')')?.split_once('/')?;
+    Some((have.trim().parse().ok()?, need.trim().parse().ok()?))
+}
+
 /// `Seccomp:` from /proc/self/status: 0 off, 1 strict, 2 filter.
 fn seccomp_mode() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -128,5 +171,8 @@ mod tests {
         let limit = Memlock { soft: 1 << 30 };
         let m = diagnose_io(&io::Error::from_raw_os_error(libc::EIO), limit);
         assert!(m.starts_with("cannot start an io_uring executor"));
+        // What glommio 0.9 actually returns when the limit is below 512 KiB.
+        let m = diagnose_io(&io::Error::other("MemLockLimit(65536/524288)"), limit);
+        assert!(m.starts_with("RLIMIT_MEMLOCK is too low") && m.contains("65536 bytes"), "{m}");
     }
 }

@@ -8,9 +8,9 @@
 //! kernel into resets. When it stops, it answers what is left in the accept
 //! queue the same way, shuts the listener down, and reports `Stopped`.
 
-use super::WorkerCtx;
 use super::connection::{Conn, LINGER, encode_error};
 use super::io::{Io, Waited, Watch};
+use super::{WorkerCtx, health};
 use crate::handler::Handler;
 use crate::http::date;
 use crate::shutdown::drain::{ConnGuard, WorkerDrain};
@@ -138,7 +138,7 @@ fn dispatch<H: Handler>(
         }
         Phase::Draining => {
             ctx.shared.stats(ctx.id).rejected.fetch_add(1, Ordering::Relaxed);
-            refuse(stream, drain, rejecting, Refusal::Draining);
+            refuse(stream, ctx, drain, rejecting, Refusal::Draining);
             return;
         }
         // A worker's own phase goes Running → Draining; lame duck is global.
@@ -148,7 +148,7 @@ fn dispatch<H: Handler>(
     if open >= ctx.config.max_connections {
         ctx.shared.connections.fetch_sub(1, Ordering::AcqRel);
         log::debug!("max_connections ({}) reached; 503", ctx.config.max_connections);
-        refuse(stream, drain, rejecting, Refusal::Overloaded);
+        refuse(stream, ctx, drain, rejecting, Refusal::Overloaded);
         return;
     }
     let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -175,7 +175,13 @@ enum Refusal {
     Overloaded,
 }
 
-fn refuse(stream: TcpStream, drain: &Rc<WorkerDrain>, rejecting: &Rc<Cell<usize>>, why: Refusal) {
+fn refuse<H: Handler>(
+    stream: TcpStream,
+    ctx: &Rc<WorkerCtx<H>>,
+    drain: &Rc<WorkerDrain>,
+    rejecting: &Rc<Cell<usize>>,
+    why: Refusal,
+) {
     if rejecting.get() >= MAX_REJECTING {
         // SAFETY: the fd is owned by `stream`, which closes it right after.
         unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR) };
@@ -183,6 +189,7 @@ fn refuse(stream: TcpStream, drain: &Rc<WorkerDrain>, rejecting: &Rc<Cell<usize>
     }
     rejecting.set(rejecting.get() + 1);
     let rejecting = rejecting.clone();
+    let ctx = ctx.clone();
     // Not registered: refusals are bounded by their own deadlines.
     let mut io = Io::new(stream, drain.clone(), usize::MAX);
     glommio::spawn_local(async move {
@@ -191,17 +198,22 @@ fn refuse(stream: TcpStream, drain: &Rc<WorkerDrain>, rejecting: &Rc<Cell<usize>
             Refusal::Overloaded => ("5", false),
         };
         let mut got_bytes = !wait_for_head;
+        let mut request_line = Vec::new();
         if wait_for_head {
             let deadline = Instant::now() + REJECT_HEAD_WAIT;
             let mut buf = [0u8; 4096];
             let mut seen = 0usize;
             let mut tail = [0u8; 4];
             loop {
-                match io.read(&mut buf, deadline, Watch::Forced).await {
+                match io.read(&mut buf[seen.min(2048)..], deadline, Watch::Forced).await {
                     Waited::Done(Ok(n)) if n > 0 => {
                         got_bytes = true;
+                        let at = seen.min(2048);
                         seen += n;
-                        if ends_head(&mut tail, &buf[..n]) || seen > 64 * 1024 {
+                        if seen <= 2048 {
+                            request_line.extend_from_slice(&buf[at..at + n]);
+                        }
+                        if ends_head(&mut tail, &buf[at..at + n]) || seen > 64 * 1024 {
                             break;
                         }
                     }
@@ -211,7 +223,14 @@ fn refuse(stream: TcpStream, drain: &Rc<WorkerDrain>, rejecting: &Rc<Cell<usize>
         }
         if got_bytes {
             let mut out = Vec::with_capacity(256);
-            encode_error(&mut out, 503, &[("Retry-After", retry_after)]);
+            match &ctx.config.health_check_path {
+                // A readiness probe on a fresh connection still gets the
+                // health JSON ("draining"), not a bare 503.
+                Some(path) if is_health_probe(&request_line, path) => {
+                    health::encode_draining(&mut out, ctx.id, io.drain().active(), &ctx.shared);
+                }
+                _ => encode_error(&mut out, 503, &[("Retry-After", retry_after)]),
+            }
             if let Waited::Done(Ok(())) = io.write_all(&out, LINGER).await {
                 io.linger_close(LINGER).await;
             }
@@ -221,6 +240,15 @@ fn refuse(stream: TcpStream, drain: &Rc<WorkerDrain>, rejecting: &Rc<Cell<usize>
         rejecting.set(rejecting.get() - 1);
     })
     .detach();
+}
+
+/// `GET /health HTTP/1.1` or `HEAD /health?x HTTP/1.1` for `path` = /health.
+fn is_health_probe(head: &[u8], path: &str) -> bool {
+    let line = head.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or(b"");
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return false };
+    let target_path = target.split(|&b| b == b'?').next().unwrap_or(b"");
+    (method == b"GET" || method == b"HEAD") && target_path == path.as_bytes()
 }
 
 /// Tracks the last four bytes across reads; true once `\r\n\r\n` is seen.
@@ -248,7 +276,7 @@ fn close_listener<H: Handler>(
             // SAFETY: accept4 just returned this fd; we own it.
             let stream = unsafe { TcpStream::from_raw_fd(conn) };
             ctx.shared.stats(ctx.id).rejected.fetch_add(1, Ordering::Relaxed);
-            refuse(stream, drain, rejecting, Refusal::Draining);
+            refuse(stream, ctx, drain, rejecting, Refusal::Draining);
         }
     }
     // SAFETY: fd is the listener's, still open. shutdown(2) on a listening
@@ -281,6 +309,15 @@ async fn tick_date() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn health_probe_lines() {
+        assert!(super::is_health_probe(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "/health"));
+        assert!(super::is_health_probe(b"HEAD /health?v=1 HTTP/1.1\r\n", "/health"));
+        assert!(!super::is_health_probe(b"POST /health HTTP/1.1\r\n", "/health"));
+        assert!(!super::is_health_probe(b"GET /healthz HTTP/1.1\r\n", "/health"));
+        assert!(!super::is_health_probe(b"GET", "/health"));
+    }
+
     #[test]
     fn ends_head_across_reads() {
         let mut tail = [0u8; 4];
