@@ -177,7 +177,7 @@ fn slowloris_gets_408_at_header_timeout_while_others_are_served() {
             thread::sleep(Duration::from_millis(50));
             let mut probe = [0u8; 1];
             s.set_nonblocking(true).unwrap();
-            let closed = matches!(s.read(&mut probe), Ok(_));
+            let closed = s.read(&mut probe).is_ok();
             s.set_nonblocking(false).unwrap();
             if closed {
                 // The server answered (or closed): stop trickling.

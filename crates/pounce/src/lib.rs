@@ -49,9 +49,11 @@
 
 pub mod config;
 mod exit;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod healthcheck;
-pub mod http;
+pub(crate) mod http;
 pub mod logging;
 mod server;
 mod shutdown;
@@ -61,6 +63,7 @@ pub use config::cli;
 pub use config::{ConfigError, LogFormat, ServerConfig, ServerConfigBuilder};
 pub use exit::ExitStatus;
 pub use handler::{Body, ChunkStream, Handler, Request, Response};
+pub use http::Version;
 pub use server::Server;
 
 use std::ffi::OsString;
