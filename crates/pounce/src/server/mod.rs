@@ -85,6 +85,7 @@ impl<H: Handler> Server<H> {
         let n = config.workers;
         let signals = signal::install().map_err(|e| format!("cannot register signal handlers: {e}"))?;
         let memlock = startup::raise_memlock();
+        startup::check_io_uring(memlock)?;
         startup::raise_nofile(config.max_connections);
         let sockets =
             listener::bind_group(config.socket_addr(), n, config.backlog).map_err(|e| e.to_string())?;

@@ -69,6 +69,25 @@ pub(crate) fn raise_nofile(max_connections: usize) {
     }
 }
 
+/// Creates and closes a one-entry io_uring before glommio builds anything.
+/// glommio 0.9 panics ("Failed to register a probe ... kernel should be at
+/// least 5.8", exit 101) when `io_uring_setup` fails, whatever the reason, so
+/// without this check a seccomp filter or `kernel.io_uring_disabled` would
+/// never reach [`diagnose_io`]'s message.
+pub(crate) fn check_io_uring(limit: Memlock) -> Result<(), String> {
+    // struct io_uring_params: 120 bytes, all zero is a valid request.
+    let mut params = [0u64; 15];
+    // SAFETY: io_uring_setup(2) writes at most 120 bytes into `params` and
+    // returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
+    if fd < 0 {
+        return Err(diagnose_io(&io::Error::last_os_error(), limit));
+    }
+    // SAFETY: closing the descriptor just created, owned by nobody else.
+    unsafe { libc::close(fd as libc::c_int) };
+    Ok(())
+}
+
 /// The registered-buffer arena for each of `executors` executors: glommio's
 /// default when the limit allows, else an equal share of half the limit (the
 /// rings themselves may be charged to memlock on older kernels).
