@@ -1,0 +1,408 @@
+#!/usr/bin/env python3
+"""Turns a bench/run.sh run directory (results.jsonl + meta.json) into the stdout table,
+the Markdown report and the chart.
+
+  report.py --run-dir bench/out/<stamp>-<mode> --md bench/RESULTS.md --png bench/results.png
+
+Exits 1 if a headline number is missing for either server (the run failed to produce it),
+never because of what the numbers are.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+
+SERVERS = ("pounce", "nginx")
+
+# (scenario, metric, label, unit, better) — scenarios named idle-N are expanded per N.
+ROWS = [
+    ("plaintext-c64", "rps", "plaintext `wrk -c64`", "req/s", "higher"),
+    ("plaintext-c64", "p50_ms", "plaintext `wrk -c64` p50", "ms", "lower"),
+    ("plaintext-c64", "p99_ms", "plaintext `wrk -c64` p99", "ms", "lower"),
+    ("plaintext-c256", "rps", "plaintext `wrk -c256`", "req/s", "higher"),
+    ("plaintext-c256", "p50_ms", "plaintext `wrk -c256` p50", "ms", "lower"),
+    ("plaintext-c256", "p99_ms", "plaintext `wrk -c256` p99", "ms", "lower"),
+    ("pipelined-m16", "rps", "pipelined `h2load --h1 -c64 -m16`", "req/s", "higher"),
+    ("pipelined-m16", "mean_ms", "pipelined mean time per request", "ms", "lower"),
+    ("json-c64", "rps", "`/json` `wrk -c64`", "req/s", "higher"),
+    ("json-c64", "p50_ms", "`/json` `wrk -c64` p50", "ms", "lower"),
+    ("json-c64", "p99_ms", "`/json` `wrk -c64` p99", "ms", "lower"),
+    ("plaintext-c64", "cpu_us_per_req", "server CPU per request, plaintext `wrk -c64`", "µs", "lower"),
+    ("pipelined-m16", "cpu_us_per_req", "server CPU per request, pipelined", "µs", "lower"),
+    ("idle-N", "rss_per_conn_kib", "RSS per idle keep-alive connection, N={n}", "KiB", "lower"),
+    ("idle-N", "rss_base_kib", "server RSS before the N={n} connections", "KiB", "lower"),
+    ("idle-N", "exit_ms", "signal → exit with N={n} idle connections", "ms", "lower"),
+    ("startup", "first_200_ms", "exec → first 200", "ms", "lower"),
+]
+
+# Missing any of these (for either server) means the run failed to produce numbers.
+REQUIRED = [
+    ("plaintext-c64", "rps"), ("plaintext-c64", "p99_ms"), ("plaintext-c256", "rps"),
+    ("plaintext-c256", "p99_ms"), ("pipelined-m16", "rps"), ("json-c64", "rps"),
+    ("plaintext-c64", "cpu_us_per_req"), ("idle-N", "rss_per_conn_kib"), ("idle-N", "exit_ms"),
+    ("startup", "first_200_ms"),
+]
+
+CHART_RPS = ["plaintext-c64", "plaintext-c256", "pipelined-m16", "json-c64"]
+CHART_P99 = ["plaintext-c64", "plaintext-c256", "json-c64"]
+
+
+def sh(*cmd: str) -> str:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not found"
+    return (p.stdout + p.stderr).strip()
+
+
+def machine(repo: str) -> dict:
+    info: dict = {}
+    try:
+        cpuinfo = open("/proc/cpuinfo").read()
+        m = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+        info["cpu"] = m.group(1).strip() if m else platform.processor() or "unknown"
+    except OSError:
+        info["cpu"] = "unknown"
+    info["cores"] = os.cpu_count()
+    try:
+        info["usable_cores"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        info["usable_cores"] = info["cores"]
+    info["kernel"] = platform.release()
+    try:
+        m = re.search(r"MemTotal:\s+(\d+) kB", open("/proc/meminfo").read())
+        info["memory"] = f"{int(m.group(1)) / 1024 / 1024:.1f} GiB" if m else "unknown"
+    except OSError:
+        info["memory"] = "unknown"
+    try:
+        m = re.search(r'^PRETTY_NAME="?([^"\n]+)', open("/etc/os-release").read(), re.M)
+        info["os"] = m.group(1) if m else "unknown"
+    except OSError:
+        info["os"] = "unknown"
+    info["loadavg_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
+    v = {}
+    v["nginx"] = sh("nginx", "-v").replace("nginx version: ", "")
+    v["wrk"] = sh("wrk", "-v").splitlines()[0].split(" Copyright")[0] if sh("wrk", "-v") else "?"
+    v["h2load"] = sh("h2load", "--version")
+    hey = sh("dpkg-query", "-W", "-f", "${Version}", "hey")
+    v["hey"] = f"hey {hey}" if hey and "no packages" not in hey else "hey (version unknown)"
+    v["python"] = f"Python {platform.python_version()}"
+    v["rustc"] = sh("rustc", "--version")
+    commit = sh("git", "-C", repo, "rev-parse", "--short", "HEAD")
+    dirty = sh("git", "-C", repo, "status", "--porcelain", "--", "crates", "Cargo.toml", "Cargo.lock")
+    v["pounce"] = f"commit {commit}" + (" + uncommitted changes" if dirty and dirty != "not found" else "")
+    info["versions"] = v
+    return info
+
+
+def load(run_dir: str):
+    vals: dict = defaultdict(list)  # (scenario, metric, server) -> [values in round order]
+    by_round: dict = defaultdict(dict)  # (scenario, metric, server) -> {round: [values]}
+    with open(os.path.join(run_dir, "results.jsonl")) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line)
+            if r["value"] is None:
+                continue
+            key = (r["scenario"], r["metric"], r["server"])
+            vals[key].append(float(r["value"]))
+            by_round[key].setdefault(r["round"], []).append(float(r["value"]))
+    return vals, by_round
+
+
+def expand_rows(vals) -> list[tuple]:
+    idle_ns = sorted({int(s[5:]) for (s, _, _) in vals if s.startswith("idle-")})
+    rows = []
+    for scen, metric, label, unit, better in ROWS:
+        if scen == "idle-N":
+            for n in idle_ns:
+                rows.append((f"idle-{n}", metric, label.format(n=f"{n:,}".replace(",", " ")), unit, better))
+        else:
+            rows.append((scen, metric, label, unit, better))
+    return rows
+
+
+def med(vals, scen, metric, server):
+    v = vals.get((scen, metric, server))
+    return statistics.median(v) if v else None
+
+
+def fmt(x: float | None, unit: str) -> str:
+    if x is None:
+        return "—"
+    if unit == "req/s":
+        return f"{x:,.0f}".replace(",", " ")
+    if abs(x) >= 100:
+        return f"{x:,.0f}".replace(",", " ")
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}" if abs(x) >= 1 else f"{x:.3f}"
+
+
+def table(vals, rows) -> list[tuple[str, str, str, str, str, str]]:
+    out = []
+    for scen, metric, label, unit, better in rows:
+        p, n = med(vals, scen, metric, "pounce"), med(vals, scen, metric, "nginx")
+        ratio = f"{p / n:.2f}×" if p is not None and n not in (None, 0) else "—"
+        out.append((label, unit, fmt(p, unit), fmt(n, unit), ratio, f"{better} is better"))
+    return out
+
+
+def text_table(rows) -> str:
+    head = ("metric", "unit", "pounce", "nginx", "pounce/nginx", "")
+    all_rows = [head] + [tuple(c.replace("`", "") for c in r) for r in rows]
+    w = [max(len(r[i]) for r in all_rows) for i in range(len(head))]
+    lines = []
+    for i, r in enumerate(all_rows):
+        lines.append("  ".join(c.ljust(w[j]) if j in (0, 1, 5) else c.rjust(w[j]) for j, c in enumerate(r)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * x for x in w))
+    return "\n".join(lines)
+
+
+def chart(vals, png: str, title: str) -> str | None:
+    """Draws the chart; returns None on success or the reason it was skipped."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as e:  # noqa: BLE001
+        return f"matplotlib unavailable ({e.__class__.__name__})"
+    colors = {"pounce": "#d9822b", "nginx": "#2b8a3e"}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [4, 3]})
+    for ax, scens, metric, ylabel in (
+        (axes[0], CHART_RPS, "rps", "requests/s (median, log scale)"),
+        (axes[1], CHART_P99, "p99_ms", "p99 latency, ms (median; lower is better)"),
+    ):
+        width = 0.38
+        for i, server in enumerate(SERVERS):
+            ys = [med(vals, s, metric, server) or 0 for s in scens]
+            xs = [k + (i - 0.5) * width for k in range(len(scens))]
+            bars = ax.bar(xs, ys, width, label=server, color=colors[server])
+            for b, y in zip(bars, ys):
+                if y:
+                    lab = f"{y / 1000:.0f}k" if metric == "rps" else f"{y:.2f}"
+                    ax.annotate(lab, (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom",
+                                fontsize=8, xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(range(len(scens)))
+        ax.set_xticklabels([s.replace("plaintext-", "plaintext\n").replace("pipelined-", "pipelined\n")
+                            .replace("json-", "/json\n") for s in scens])
+        ax.set_ylabel(ylabel)
+        if metric == "rps":
+            ax.set_yscale("log")
+        ax.margins(y=0.15)
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        fig.savefig(png, dpi=110)
+    except OSError as e:
+        return f"could not write {png}: {e}"
+    finally:
+        plt.close(fig)
+    return None
+
+
+def per_round_table(by_round, rows) -> list[str]:
+    lines = ["| metric | server | per-round values |", "|---|---|---|"]
+    for scen, metric, label, unit, _ in rows:
+        for server in SERVERS:
+            rs = by_round.get((scen, metric, server))
+            if not rs:
+                continue
+            cells = "; ".join(
+                f"r{r}: " + ", ".join(fmt(v, unit) for v in vs) for r, vs in sorted(rs.items()))
+            lines.append(f"| {label} ({unit}) | {server} | {cells} |")
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--md", required=True)
+    ap.add_argument("--png")
+    ap.add_argument("--repo", default=".")
+    ap.add_argument("--bench-seconds", type=int)
+    a = ap.parse_args()
+
+    meta = json.load(open(os.path.join(a.run_dir, "meta.json")))
+    end_path = os.path.join(a.run_dir, "end.json")  # written by run.sh when the measurements end
+    if os.path.exists(end_path):
+        meta.update(json.load(open(end_path)))
+    if a.bench_seconds is None:
+        a.bench_seconds = meta.get("bench_seconds")
+    vals, by_round = load(a.run_dir)
+    rows = expand_rows(vals)
+    tab = table(vals, rows)
+    info = machine(a.repo)
+
+    missing = []
+    idle_ns = sorted({s for (s, _, _) in vals if s.startswith("idle-")}) or ["idle-N"]
+    for scen, metric in REQUIRED:
+        for s in (idle_ns if scen == "idle-N" else [scen]):
+            for server in SERVERS:
+                if not vals.get((s, metric, server)):
+                    missing.append(f"{server} {s} {metric}")
+
+    errors = []
+    for (scen, metric, server), v in sorted(vals.items()):
+        if metric in ("errors", "non200", "conns_failed", "closed_before_signal") and sum(v):
+            errors.append(f"{server} {scen}: {metric} = {', '.join(str(int(x)) for x in v)} (per round)")
+        if metric == "exit_code" and any(v):
+            errors.append(f"{server} {scen}: exit code {', '.join(str(int(x)) for x in v)} (per round)")
+
+    quick = meta["mode"] == "quick"
+    try:
+        started = dt.datetime.strptime(meta["started"], "%Y-%m-%dT%H:%M:%SZ")
+    except (KeyError, ValueError):
+        started = dt.datetime.now(dt.timezone.utc)
+    date = started.strftime("%Y-%m-%d %H:%M UTC")
+    title = (f"pounce vs nginx — {meta['workers']} workers, {info['cores']} vCPU, "
+             f"{meta['rounds']} round(s) × {meta['duration_s']} s ({meta['mode']}), {date}")
+
+    chart_note = None
+    if a.png:
+        chart_note = chart(vals, a.png, title)
+
+    # ---- stdout
+    print()
+    print(title)
+    print(text_table(tab))
+    if errors:
+        print("\nerrors / anomalies:\n  " + "\n  ".join(errors))
+    if missing:
+        print("\nMISSING numbers:\n  " + "\n  ".join(missing))
+    print(f"\nreport: {a.md}" + (f"\nchart:  {a.png}" if a.png and not chart_note else
+                                 f"\nchart:  skipped — {chart_note}" if a.png else ""))
+
+    # ---- markdown
+    v = info["versions"]
+    idle_list = ", ".join(str(n) for n in meta["idle"])
+    md = []
+    md.append("# pounce vs nginx — benchmark results")
+    md.append("")
+    if quick:
+        md.append("> **Quick smoke run** (`bench/run.sh --quick`): 1 round, short measurements, few idle "
+                  "connections. It checks that the harness works; don't quote these numbers.")
+        md.append("")
+    md.append(f"Produced by `bench/run.sh{' --quick' if quick else ''}` on {date}"
+              + (f" in {a.bench_seconds} s of measurement." if a.bench_seconds else "."))
+    md.append("**Ratios are the numbers to read** (pounce ÷ nginx, each the median over rounds in which "
+              "the two servers alternated on the same machine); absolute numbers drift from one run and "
+              "one shared machine to the next.")
+    md.append("")
+    md.append("## Machine")
+    md.append("")
+    md.append(f"- CPU: {info['cpu']}, {info['cores']} logical CPUs ({info['usable_cores']} usable by this process)")
+    md.append(f"- Memory: {info['memory']}; kernel {info['kernel']}; {info['os']}")
+    md.append(f"- Load average at start / end: {meta.get('loadavg_start', '?')} / "
+              f"{meta.get('loadavg_end', info['loadavg_end'])}")
+    try:
+        busy = float(meta.get("loadavg_start", "0").split()[0])
+    except (ValueError, IndexError):
+        busy = 0.0
+    if busy > 0.5 * (info["cores"] or 1):
+        md.append(f"- **The machine was busy with other work when this run started** (1-min load average "
+                  f"{busy:.1f} on {info['cores']} CPUs before the benchmark began): expect noisy absolute "
+                  "numbers and latency tails; alternation keeps the ratios usable, and the per-round "
+                  "values below show the spread.")
+    md.append(f"- Tools: {v['nginx']}; {v['wrk']}; {v['h2load']}; {v['hey']}; {v['python']}; {v['rustc']}")
+    md.append(f"- pounce: {v['pounce']} (release build)")
+    md.append("")
+    md.append("## Results")
+    md.append("")
+    md.append(f"{meta['workers']} workers each; {meta['rounds']} round(s); {meta['duration_s']} s per "
+              f"wrk/h2load measurement after a {meta['warmup_s']} s warm-up; idle connections: {idle_list}.")
+    md.append("")
+    md.append("| metric | unit | pounce | nginx | pounce/nginx | |")
+    md.append("|---|---|--:|--:|--:|---|")
+    for r in tab:
+        md.append("| " + " | ".join(r) + " |")
+    md.append("")
+    if a.png:
+        md.append(f"![req/s and p99 per scenario]({os.path.basename(a.png)})" if not chart_note
+                  else f"_No chart: {chart_note}._")
+        md.append("")
+    md.append("Errors and anomalies: " + ("none (every wrk/h2load/hey answer was a 2xx, no socket "
+              "errors, every idle connection opened, every server exited 0)." if not errors else ""))
+    for e in errors:
+        md.append(f"- {e}")
+    if errors:
+        md.append("")
+        md.append("(`errors` = wrk's socket errors — connect/read/write/timeout, where a timeout is a "
+                  "request not answered within wrk's 2 s — plus non-2xx answers; h2load's failed/errored/"
+                  "timed-out requests; `non200` = hey answers that were not 200.)")
+    if missing:
+        md.append("")
+        md.append("**Missing numbers** (a measurement failed): " + "; ".join(missing))
+    md.append("")
+    md.append("## Methodology")
+    md.append("")
+    md.append(f"""- **Same box, same shape.** Load generator and servers share this {info['cores']}-vCPU machine (there is no
+  other). Both servers run {meta['workers']} workers (pounce: `--workers {meta['workers']}`, one glommio executor per
+  core with its own `SO_REUSEPORT` listener; nginx: `worker_processes {meta['workers']}`, `worker_cpu_affinity auto`,
+  `listen … reuseport`, so each worker has its own listening socket too). wrk and h2load run with one
+  thread (`-t1`) so the client takes about one core's worth of time and leaves the rest to the
+  server; both servers face the same client handicap, which is why ratios, not absolute req/s, are
+  reported.
+- **Alternation.** Each round runs pounce's load block, then nginx's (A B), then the idle-connection
+  lifecycles for each N (pounce, then nginx); rounds repeat A B A B. Each row is the median over
+  rounds (over every lifecycle for the start-up row).
+- **Identical configuration where it matters:** listen on 127.0.0.1 only, port picked free (pounce
+  `--port 0`; nginx a port bound-and-released by Python), listen backlog {meta['backlog']}, keep-alive timeout
+  {meta['keepalive_s']} s (so idle benchmark connections are not reaped), connection limit {meta['max_connections']} (pounce
+  `--max-connections`, per process; nginx `worker_connections`, per worker), no access log,
+  `keepalive_requests` effectively unlimited for nginx (pounce has no such limit). nginx runs in the
+  foreground (`daemon off`) with its pid file, error log and temp paths in a temp dir, as the current
+  user (`user root;` only when run as root). `/` answers `200 Hello, World!` (`text/plain`),
+  `/json` answers `{{"message":"Hello, World!"}}`; nginx uses `return 200`. The exact nginx.conf is
+  saved next to the raw results as `nginx.conf.sample`.
+- **Throughput/latency:** `wrk -t1 -c64 -d{meta['duration_s']}s --latency` and `-c256` on `/` (p50/p99 from wrk's
+  latency distribution), `h2load --h1 -t1 -c64 -m16 -D {meta['duration_s']}` (16 pipelined requests in flight per
+  connection; h2load reports no percentiles, so the mean time per request is shown), and wrk `-c64`
+  on `/json`. Before them, `hey` sends 1 600 requests each to `/` and `/json` as a warm-up and a
+  check that every answer is a 200, then a {meta['warmup_s']} s wrk warm-up.
+- **CPU per request:** utime+stime from `/proc/PID/stat` of the server process and all its
+  descendants (nginx master + workers; pounce is one process whose counters cover all its
+  threads), read right before and after the measurement, divided by the requests the client
+  completed. Clock-tick resolution is 10 ms, well under 1 % of a run's CPU time.
+- **RSS per idle connection:** a fresh server is started; after start-up its RSS (VmRSS summed over
+  the process tree) is the baseline; `bench/idle.py` (Python asyncio) opens N connections (256
+  connects in flight at a time), each sends one `GET /` keep-alive request and reads the whole
+  response, then stays idle; after {meta['settle_s']} s the RSS is read again and (RSS − baseline) / N is
+  reported. Caveats: RSS excludes kernel socket memory (the same for both servers), and nginx
+  preallocates its connection and event arrays for `worker_connections` at start-up, so that part
+  of nginx's per-connection cost shows up in its baseline RSS, not in the per-connection figure.
+- **Signal → exit:** with those N idle connections still open, pounce gets SIGTERM and nginx SIGQUIT
+  (its graceful shutdown, for reference); the time from `kill` to the process's exit is measured by
+  a thread blocked in `waitpid`. pounce by design gives idle keep-alive connections a 1 s grace (so
+  a request already on the wire is still answered) before closing them; nginx closes idle
+  keep-alive connections at once on SIGQUIT.
+- **exec → first 200:** from just before fork/exec of the server to the first `200` answer on a
+  client that retries a refused connect every ~0.1 ms (one sample per lifecycle above).
+- Raw tool output and `results.jsonl` (every sample) are kept under `bench/out/` (git-ignored).
+""")
+    md.append("## Per-round values")
+    md.append("")
+    md.extend(per_round_table(by_round, rows))
+    md.append("")
+    with open(a.md, "w") as f:
+        f.write("\n".join(md))
+
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
