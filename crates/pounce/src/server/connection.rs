@@ -16,9 +16,13 @@
 //!   with `Connection: close`, then it closes;
 //! - when forced, the in-flight handler is dropped and the socket shut down.
 //!
-//! Per-connection buffers (read, write, body, parsed head) are reused for
-//! every request; responses to pipelined requests accumulate in the write
-//! buffer and leave in one write when the next read would block.
+//! Memory: an idle connection is small. Its read and write buffers come from
+//! the worker's pool when bytes arrive and go back when it is idle again, and
+//! the large state of serving requests (body reading, the handler's future,
+//! response streaming) lives in one box that exists only while a burst of
+//! requests is being served. Within a burst nothing is allocated per request
+//! by the loop itself; responses to pipelined requests accumulate in the
+//! write buffer and leave in one write when the next read would block.
 
 use super::io::{Io, Waited, Watch};
 use super::readbuf::ReadBuf;
@@ -32,10 +36,12 @@ use crate::http::status::{forbids_body, reason};
 use crate::shutdown::Phase;
 use futures_lite::{FutureExt, StreamExt};
 use std::borrow::Cow;
+use std::future::poll_fn;
 use std::net::{Shutdown, SocketAddr};
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// Bodies up to this size are copied into the write buffer so head and body
@@ -98,7 +104,7 @@ impl<'c, H: Handler> Conn<'c, H> {
             io,
             peer,
             rbuf: ReadBuf::new(ctx.rbuf_cap),
-            wbuf: Vec::with_capacity(1024),
+            wbuf: Vec::new(),
             body: Vec::new(),
             head: RequestHead::default(),
             accepted: now,
@@ -119,23 +125,104 @@ impl<'c, H: Handler> Conn<'c, H> {
                     return;
                 }
                 Next::Refuse(status) => {
-                    let flow = self.refuse(status, &[]).await;
+                    let flow = self.refuse(status);
                     return self.finish(flow).await;
                 }
                 Next::Forced => return self.io.shutdown(Shutdown::Both),
             }
-            match self.handle().await {
+            // Boxed: its state is large and only exists while serving.
+            match Box::pin(self.burst()).await {
                 Flow::KeepAlive => {}
                 flow => return self.finish(flow).await,
             }
         }
     }
 
+    /// Serves the request at the front of the buffer and every complete
+    /// request already buffered behind it (pipelining), stopping when the
+    /// next one still needs bytes from the socket.
+    async fn burst(&mut self) -> Flow {
+        loop {
+            let flow = self.handle().await;
+            if flow != Flow::KeepAlive || self.rbuf.is_empty() {
+                return flow;
+            }
+            match parse_head(self.rbuf.data(), self.ctx.limits, &mut self.head) {
+                Ok(true) => {}
+                // Partial: next_head waits for the rest (under header_timeout).
+                Ok(false) => return Flow::KeepAlive,
+                Err(e) => {
+                    log_refusal(self.peer, e);
+                    return self.refuse(e.status());
+                }
+            }
+        }
+    }
+
     async fn finish(&mut self, flow: Flow) {
         match flow {
-            Flow::Close if self.flush().await => self.io.linger_close(LINGER).await,
+            Flow::Close if self.flush().await => {
+                let mut scratch = self.ctx.pool.take_read();
+                self.io.linger_close(LINGER, &mut scratch).await;
+                self.ctx.pool.put_read(scratch);
+            }
             _ => self.io.shutdown(Shutdown::Both),
         }
+    }
+
+    /// The write buffer, taken from the pool if none is held.
+    fn out(&mut self) -> &mut Vec<u8> {
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = self.ctx.pool.take_write();
+        }
+        &mut self.wbuf
+    }
+
+    /// Idle: give the buffers back to the pool.
+    fn release_buffers(&mut self) {
+        let pool = &self.ctx.pool;
+        self.rbuf.release(pool);
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+            pool.put_write(std::mem::take(&mut self.wbuf));
+        }
+        if self.body.capacity() > 0 {
+            self.body = Vec::new();
+        }
+    }
+
+    /// Reads more bytes into the read buffer. While `idle`, the buffer is
+    /// only borrowed from the pool for each read attempt, so a connection
+    /// waiting for its next request holds no buffer.
+    async fn read_more(
+        &mut self,
+        deadline: Instant,
+        watch: Watch,
+        idle: bool,
+    ) -> Waited<std::io::Result<usize>> {
+        let pool = &self.ctx.pool;
+        let (io, rbuf) = (&mut self.io, &mut self.rbuf);
+        let mut armed = false;
+        poll_fn(|cx| {
+            rbuf.acquire(pool);
+            let spare = rbuf.spare();
+            if spare.is_empty() {
+                return Poll::Ready(Waited::Done(Err(std::io::ErrorKind::OutOfMemory.into())));
+            }
+            match io.poll_read(cx, spare) {
+                Poll::Ready(Ok(n)) => {
+                    rbuf.filled(n);
+                    return Poll::Ready(Waited::Done(Ok(n)));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Waited::Done(Err(e))),
+                Poll::Pending if idle => rbuf.release(pool),
+                Poll::Pending => {}
+            }
+            match io.poll_guards(cx, watch, deadline, &mut armed) {
+                Some(w) => Poll::Ready(w),
+                None => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Waits until a complete request head is at the front of the read buffer.
@@ -158,6 +245,9 @@ impl<'c, H: Handler> Conn<'c, H> {
                 return Next::Quiet;
             }
             let idle = self.rbuf.is_empty();
+            if idle {
+                self.release_buffers();
+            }
             let (deadline, watch) = if idle {
                 let drain = self.io.drain();
                 let phase = drain.phase();
@@ -174,18 +264,14 @@ impl<'c, H: Handler> Conn<'c, H> {
                 let started = *request_started.get_or_insert_with(Instant::now);
                 (started + cfg.header_timeout, Watch::Forced)
             };
-            let spare = self.rbuf.spare();
-            if spare.is_empty() {
-                // parse_head refuses heads over max_header_size before this.
-                return Next::Refuse(431);
-            }
-            match self.io.read(spare, deadline, watch).await {
+            match self.read_more(deadline, watch, idle).await {
+                // (A full buffer cannot happen: parse_head refuses heads over
+                // max_header_size first.)
                 Waited::Done(Ok(0)) | Waited::Done(Err(_)) => return Next::Quiet,
-                Waited::Done(Ok(n)) => {
+                Waited::Done(Ok(_)) => {
                     if idle {
                         request_started = Some(Instant::now());
                     }
-                    self.rbuf.filled(n);
                 }
                 Waited::Timeout if idle => return Next::Quiet,
                 Waited::Timeout => {
@@ -203,7 +289,6 @@ impl<'c, H: Handler> Conn<'c, H> {
     async fn handle(&mut self) -> Flow {
         let ctx = self.ctx;
         let cfg = &ctx.config;
-        let head_len = self.head.len;
         let version = self.head.version();
         let started = Instant::now();
 
@@ -291,7 +376,7 @@ impl<'c, H: Handler> Conn<'c, H> {
             );
         }
 
-        // Done with this request's bytes and buffers.
+        // Done with this request's bytes.
         self.rbuf.consume(request_end);
         if self.body.capacity() > BODY_KEEP {
             self.body = Vec::new();
@@ -300,7 +385,6 @@ impl<'c, H: Handler> Conn<'c, H> {
         }
         self.served += 1;
         self.idle_since = Instant::now();
-        let _ = head_len;
         flow
     }
 
@@ -315,7 +399,7 @@ impl<'c, H: Handler> Conn<'c, H> {
             Framing::Length(n) => {
                 if n > max as u64 {
                     log::debug!("{}: Content-Length {n} over max_body_size; 413", self.peer);
-                    return Err(self.refuse(413, &[]).await);
+                    return Err(self.refuse(413));
                 }
                 let n = n as usize;
                 let have = self.rbuf.len() - head_len;
@@ -357,11 +441,11 @@ impl<'c, H: Handler> Conn<'c, H> {
                         Ok(_) => self.rbuf.truncate(head_len),
                         Err(ChunkError::TooLarge) => {
                             log::debug!("{}: chunked body over max_body_size; 413", self.peer);
-                            return Err(self.refuse(413, &[]).await);
+                            return Err(self.refuse(413));
                         }
                         Err(ChunkError::Bad(why)) => {
                             log::debug!("{}: bad chunked body ({why}); 400", self.peer);
-                            return Err(self.refuse(400, &[]).await);
+                            return Err(self.refuse(400));
                         }
                     }
                     let spare = self.rbuf.spare();
@@ -379,13 +463,13 @@ impl<'c, H: Handler> Conn<'c, H> {
 
     async fn body_timeout(&mut self) -> Flow {
         log::debug!("{}: request body not complete within request_timeout; 408", self.peer);
-        self.refuse(408, &[]).await
+        self.refuse(408)
     }
 
     /// `100 Continue` for a client waiting for permission to send its body.
     async fn send_continue(&mut self) -> Result<(), Flow> {
         if self.head.expect_continue {
-            self.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.out().extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             if !self.flush().await {
                 return Err(Flow::Abort);
             }
@@ -394,8 +478,8 @@ impl<'c, H: Handler> Conn<'c, H> {
     }
 
     /// Queues an error response with `Connection: close`; the connection ends.
-    async fn refuse(&mut self, status: u16, extra: &[(&'static str, &str)]) -> Flow {
-        encode_error(&mut self.wbuf, status, extra);
+    fn refuse(&mut self, status: u16) -> Flow {
+        encode_error(self.out(), status, &[]);
         Flow::Close
     }
 
@@ -437,9 +521,9 @@ impl<'c, H: Handler> Conn<'c, H> {
             framing,
             connection,
         };
-        if encode_head(&mut self.wbuf, &head).is_err() {
+        if encode_head(self.out(), &head).is_err() {
             log::error!("handler returned a header with CR, LF, NUL or an invalid name; answered 500");
-            encode_error(&mut self.wbuf, 500, &[]);
+            encode_error(self.out(), 500, &[]);
             return (Flow::Close, 500, 0);
         }
         let flow = if keep_alive { Flow::KeepAlive } else { Flow::Close };
@@ -450,7 +534,7 @@ impl<'c, H: Handler> Conn<'c, H> {
         match body {
             Body::Empty => (flow, status, 0),
             Body::Bytes(b) if b.len() <= COALESCE_MAX => {
-                self.wbuf.extend_from_slice(&b);
+                self.out().extend_from_slice(&b);
                 (flow, status, b.len() as u64)
             }
             Body::Bytes(b) => {
@@ -478,9 +562,9 @@ impl<'c, H: Handler> Conn<'c, H> {
                                 return (Flow::Abort, status, sent);
                             }
                             if chunked {
-                                encode_chunk(&mut self.wbuf, &chunk);
+                                encode_chunk(self.out(), &chunk);
                             } else {
-                                self.wbuf.extend_from_slice(&chunk);
+                                self.out().extend_from_slice(&chunk);
                             }
                         }
                         Waited::Done(Ok(None)) => break,
@@ -512,13 +596,13 @@ impl<'c, H: Handler> Conn<'c, H> {
                     return (Flow::Abort, status, sent);
                 }
                 if chunked {
-                    self.wbuf.extend_from_slice(LAST_CHUNK);
+                    self.out().extend_from_slice(LAST_CHUNK);
                 }
                 if self.wbuf.capacity() > WBUF_KEEP {
                     if !self.flush().await {
                         return (Flow::Abort, status, sent);
                     }
-                    self.wbuf = Vec::with_capacity(1024);
+                    self.wbuf = Vec::new();
                 }
                 (flow, status, sent)
             }

@@ -58,9 +58,16 @@ impl Io {
         &self.drain
     }
 
+    /// One non-blocking attempt to read (glommio tries `recv` first, then
+    /// arms readiness). The buffer is only used during this call, which is
+    /// what lets an idle connection lend it back to the pool while pending.
+    pub(crate) fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+
     /// Polls `watch` and the deadline; `Some` if either fired. Arms the timer
     /// on first use within a wait.
-    fn poll_guards<T>(
+    pub(crate) fn poll_guards<T>(
         &mut self,
         cx: &mut Context<'_>,
         watch: Watch,
@@ -169,14 +176,13 @@ impl Io {
     /// read and discard what the client still sends until it closes too (or
     /// `linger` passes, or 64 KiB were discarded). Closing with unread data
     /// makes the kernel send a reset, which can destroy a response the client
-    /// has not read yet.
-    pub(crate) async fn linger_close(&mut self, linger: Duration) {
+    /// has not read yet. `scratch` receives the discarded bytes.
+    pub(crate) async fn linger_close(&mut self, linger: Duration, scratch: &mut [u8]) {
         self.shutdown(std::net::Shutdown::Write);
         let deadline = Instant::now() + linger;
-        let mut scratch = [0u8; 2048];
         let mut discarded = 0usize;
         while discarded < 64 * 1024 {
-            match self.read(&mut scratch, deadline, Watch::Forced).await {
+            match self.read(scratch, deadline, Watch::Forced).await {
                 Waited::Done(Ok(n)) if n > 0 => discarded += n,
                 _ => break,
             }

@@ -13,6 +13,7 @@ mod connection;
 mod health;
 mod io;
 pub(crate) mod listener;
+mod pool;
 mod readbuf;
 pub(crate) mod startup;
 mod worker;
@@ -25,8 +26,8 @@ use crate::shutdown::coordinator::Coordinator;
 use crate::shutdown::{Shared, signal};
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 /// What each worker's connections share: read-only config, the handler, the
@@ -39,6 +40,8 @@ pub(crate) struct WorkerCtx<H> {
     pub limits: HeadLimits,
     /// Largest a connection's read buffer may grow.
     pub rbuf_cap: usize,
+    /// This worker's free connection buffers.
+    pub pool: pool::BufPool,
 }
 
 /// A configured server, ready to run.
@@ -105,8 +108,14 @@ impl<H: Handler> Server<H> {
         let config = Arc::new(config);
         let handler = Arc::new(handler);
         let shared = Arc::new(Shared::new(n));
+        // glommio's channel connect() is a rendezvous that busy-polls until
+        // the peer connects. So that no thread spins while the others are
+        // still starting (on two cores, spinners starve them), every peer
+        // waits at this barrier until the coordinator has registered its
+        // ends; after that each connect completes at once.
+        let go = Arc::new(Barrier::new(n + 2));
         let (sig_tx, sig_rx) = shared_channel::new_bounded(4);
-        signal::spawn(signals, sig_tx, shared.clone()).map_err(|e| e.to_string())?;
+        signal::spawn(signals, sig_tx, shared.clone(), go.clone()).map_err(|e| e.to_string())?;
 
         let cpus = available_cpus();
         let pin = n <= cpus.cpus.len();
@@ -122,6 +131,7 @@ impl<H: Handler> Server<H> {
             commands.push(cmd_tx);
             events.push(ev_rx);
             let init = worker::WorkerInit {
+                go: go.clone(),
                 ctx: WorkerCtx {
                     id,
                     config: config.clone(),
@@ -129,6 +139,7 @@ impl<H: Handler> Server<H> {
                     shared: shared.clone(),
                     limits,
                     rbuf_cap,
+                    pool: pool::BufPool::default(),
                 },
                 listener,
                 commands: cmd_rx,
@@ -164,6 +175,10 @@ impl<H: Handler> Server<H> {
             let cmd: Vec<_> = commands.into_iter().map(|c| glommio::spawn_local(c.connect())).collect();
             let ev: Vec<_> = events.into_iter().map(|e| glommio::spawn_local(e.connect())).collect();
             let sig = glommio::spawn_local(sig_rx.connect());
+            // Let those tasks register this side of each channel, then let
+            // the peers connect.
+            glommio::executor().yield_now().await;
+            go.wait();
             let mut commands = Vec::with_capacity(n);
             for t in cmd {
                 commands.push(t.await);

@@ -1,5 +1,6 @@
-//! A connection's read buffer: received bytes not yet consumed, reused for
-//! every request on the connection.
+//! A connection's read buffer: received bytes not yet consumed. The memory
+//! comes from the worker's [`BufPool`] when bytes are expected and goes back
+//! when the connection is idle, so idle connections hold none.
 //!
 //! Requests are parsed in place, as spans relative to the start of
 //! [`ReadBuf::data`], so compacting or growing the buffer never invalidates a
@@ -7,7 +8,10 @@
 //! is incomplete, up to its cap; once a request is done its bytes are
 //! consumed and, when nothing is left, the cursors simply reset.
 
+use super::pool::{BufPool, READ_BUF};
+
 pub(crate) struct ReadBuf {
+    /// Fully initialised; empty while released.
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -16,11 +20,26 @@ pub(crate) struct ReadBuf {
 
 /// Initial size: a typical request head (wrk's is 40 bytes, browsers' < 1 KiB)
 /// and a batch of pipelined ones fit.
-pub(crate) const INITIAL: usize = 4096;
+pub(crate) const INITIAL: usize = READ_BUF;
 
 impl ReadBuf {
+    /// An empty read buffer that may grow to `cap` bytes; holds no memory yet.
     pub(crate) fn new(cap: usize) -> ReadBuf {
-        ReadBuf { buf: vec![0; INITIAL.min(cap)], start: 0, end: 0, cap: cap.max(INITIAL) }
+        ReadBuf { buf: Vec::new(), start: 0, end: 0, cap: cap.max(INITIAL) }
+    }
+
+    /// Takes memory from the pool if none is held.
+    pub(crate) fn acquire(&mut self, pool: &BufPool) {
+        if self.buf.is_empty() {
+            self.buf = pool.take_read();
+        }
+    }
+
+    /// Gives the memory back if no unconsumed bytes are held.
+    pub(crate) fn release(&mut self, pool: &BufPool) {
+        if self.is_empty() && !self.buf.is_empty() {
+            pool.put_read(std::mem::take(&mut self.buf));
+        }
     }
 
     pub(crate) fn data(&self) -> &[u8] {
@@ -52,7 +71,8 @@ impl ReadBuf {
     }
 
     /// Free space after the data, made by compacting and then growing (up to
-    /// the cap). Empty only when the buffer holds `cap` bytes of data.
+    /// the cap). Empty only when the buffer holds `cap` bytes of data (or
+    /// none has been [`acquire`](Self::acquire)d).
     pub(crate) fn spare(&mut self) -> &mut [u8] {
         if self.end == self.buf.len() {
             if self.start > 0 {
@@ -79,6 +99,7 @@ mod tests {
     use super::*;
 
     fn push(b: &mut ReadBuf, data: &[u8]) {
+        b.acquire(&BufPool::default());
         let spare = b.spare();
         spare[..data.len()].copy_from_slice(data);
         b.filled(data.len());
@@ -106,6 +127,22 @@ mod tests {
         assert_eq!(b.spare().len(), INITIAL);
         b.truncate(10);
         assert_eq!(b.len(), 10);
+    }
+
+    #[test]
+    fn memory_only_while_needed() {
+        let pool = BufPool::default();
+        let mut b = ReadBuf::new(16 * 1024);
+        assert!(b.spare().is_empty(), "nothing held before acquire");
+        b.acquire(&pool);
+        assert_eq!(b.spare().len(), INITIAL);
+        b.spare()[0] = b'x';
+        b.filled(1);
+        b.release(&pool);
+        assert_eq!(b.data(), b"x", "kept while it holds data");
+        b.consume(1);
+        b.release(&pool);
+        assert!(b.spare().is_empty(), "released once empty");
     }
 
     #[test]

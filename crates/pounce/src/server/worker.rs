@@ -25,6 +25,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Connections being refused (503) at once, per worker; beyond this a refused
@@ -35,6 +36,8 @@ const REJECT_HEAD_WAIT: Duration = Duration::from_secs(1);
 
 /// Everything a worker thread needs; moved into its executor.
 pub(crate) struct WorkerInit<H> {
+    /// Opens once the coordinator has registered its channel ends.
+    pub go: Arc<Barrier>,
     pub ctx: WorkerCtx<H>,
     pub listener: socket2::Socket,
     pub commands: SharedReceiver<Command>,
@@ -43,7 +46,8 @@ pub(crate) struct WorkerInit<H> {
 
 /// The worker's main future: returns when it has stopped.
 pub(crate) async fn run<H: Handler>(init: WorkerInit<H>) {
-    let WorkerInit { ctx, listener, commands, events } = init;
+    let WorkerInit { go, ctx, listener, commands, events } = init;
+    go.wait();
     let id = ctx.id;
     // Connecting is a rendezvous with the coordinator: do both at once.
     let (events, commands) = future::zip(events.connect(), commands.connect()).await;
@@ -199,9 +203,9 @@ fn refuse<H: Handler>(
         };
         let mut got_bytes = !wait_for_head;
         let mut request_line = Vec::new();
+        let mut buf = [0u8; 4096];
         if wait_for_head {
             let deadline = Instant::now() + REJECT_HEAD_WAIT;
-            let mut buf = [0u8; 4096];
             let mut seen = 0usize;
             let mut tail = [0u8; 4];
             loop {
@@ -232,7 +236,7 @@ fn refuse<H: Handler>(
                 _ => encode_error(&mut out, 503, &[("Retry-After", retry_after)]),
             }
             if let Waited::Done(Ok(())) = io.write_all(&out, LINGER).await {
-                io.linger_close(LINGER).await;
+                io.linger_close(LINGER, &mut buf).await;
             }
         }
         io.shutdown(Shutdown::Both);

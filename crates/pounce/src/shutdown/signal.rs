@@ -18,8 +18,8 @@ use glommio::{LocalExecutorBuilder, Placement};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::io;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
 
 /// Exit code for a forced shutdown (second signal or timeout).
 pub(crate) const EXIT_FORCED: i32 = 3;
@@ -30,8 +30,14 @@ pub(crate) fn install() -> io::Result<Signals> {
     Signals::new([SIGTERM, SIGINT])
 }
 
-/// Starts the signal thread; returns once it is ready to forward signals.
-pub(crate) fn spawn(signals: Signals, tx: SharedSender<i32>, shared: Arc<Shared>) -> io::Result<()> {
+/// Starts the signal thread; returns once its executor exists. It connects
+/// its channel end only after `go` opens (see `server::Server::start`).
+pub(crate) fn spawn(
+    signals: Signals,
+    tx: SharedSender<i32>,
+    shared: Arc<Shared>,
+    go: Arc<Barrier>,
+) -> io::Result<()> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     std::thread::Builder::new().name("pounce-signal".into()).spawn(move || {
         let ex = LocalExecutorBuilder::new(Placement::Unbound)
@@ -49,6 +55,7 @@ pub(crate) fn spawn(signals: Signals, tx: SharedSender<i32>, shared: Arc<Shared>
         // Ready once the executor exists: connecting is a rendezvous that
         // completes only when the coordinator connects its end.
         let _ = ready_tx.send(Ok(()));
+        go.wait();
         ex.run(async move {
             let tx = tx.connect().await;
             let mut signals = signals;
