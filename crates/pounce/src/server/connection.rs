@@ -26,6 +26,7 @@
 
 use super::io::{Io, Waited, Watch};
 use super::readbuf::ReadBuf;
+use super::uring::SendBuf;
 use super::{WorkerCtx, health};
 use crate::handler::{Body, Handler, Request, Response};
 use crate::http::Version;
@@ -85,7 +86,7 @@ enum BodyAt {
 
 pub(crate) struct Conn<'c, H> {
     ctx: &'c WorkerCtx<H>,
-    io: Io,
+    io: Io<'c>,
     peer: SocketAddr,
     rbuf: ReadBuf,
     wbuf: Vec<u8>,
@@ -97,7 +98,7 @@ pub(crate) struct Conn<'c, H> {
 }
 
 impl<'c, H: Handler> Conn<'c, H> {
-    pub(crate) fn new(ctx: &'c WorkerCtx<H>, io: Io, peer: SocketAddr) -> Self {
+    pub(crate) fn new(ctx: &'c WorkerCtx<H>, io: Io<'c>, peer: SocketAddr) -> Self {
         let now = Instant::now();
         Conn {
             ctx,
@@ -119,10 +120,8 @@ impl<'c, H: Handler> Conn<'c, H> {
             match self.next_head().await {
                 Next::Head => {}
                 Next::Quiet => {
-                    if self.flush().await {
-                        self.io.shutdown(Shutdown::Both);
-                    }
-                    return;
+                    self.flush_all().await;
+                    return self.io.shutdown(Shutdown::Both);
                 }
                 Next::Refuse(status) => {
                     let flow = self.refuse(status);
@@ -162,9 +161,10 @@ impl<'c, H: Handler> Conn<'c, H> {
     async fn finish(&mut self, flow: Flow) {
         match flow {
             Flow::Close if self.flush().await => {
-                let mut scratch = self.ctx.pool.take_read();
+                let pool = &self.ctx.driver.pool;
+                let mut scratch = pool.take_read();
                 self.io.linger_close(LINGER, &mut scratch).await;
-                self.ctx.pool.put_read(scratch);
+                pool.put_read(scratch);
             }
             _ => self.io.shutdown(Shutdown::Both),
         }
@@ -173,14 +173,14 @@ impl<'c, H: Handler> Conn<'c, H> {
     /// The write buffer, taken from the pool if none is held.
     fn out(&mut self) -> &mut Vec<u8> {
         if self.wbuf.capacity() == 0 {
-            self.wbuf = self.ctx.pool.take_write();
+            self.wbuf = self.ctx.driver.pool.take_write();
         }
         &mut self.wbuf
     }
 
     /// Idle: give the buffers back to the pool.
     fn release_buffers(&mut self) {
-        let pool = &self.ctx.pool;
+        let pool = &self.ctx.driver.pool;
         self.rbuf.release(pool);
         if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
             pool.put_write(std::mem::take(&mut self.wbuf));
@@ -199,7 +199,7 @@ impl<'c, H: Handler> Conn<'c, H> {
         watch: Watch,
         idle: bool,
     ) -> Waited<std::io::Result<usize>> {
-        let pool = &self.ctx.pool;
+        let pool = &self.ctx.driver.pool;
         let (io, rbuf) = (&mut self.io, &mut self.rbuf);
         let mut armed = false;
         poll_fn(|cx| {
@@ -541,8 +541,15 @@ impl<'c, H: Handler> Conn<'c, H> {
                 if !self.flush().await {
                     return (Flow::Abort, status, 0);
                 }
-                let r = self.io.write_all(&b, stall).await;
-                if self.written(r) { (flow, status, b.len() as u64) } else { (Flow::Abort, status, 0) }
+                // Handed over without copying: owned bytes move, 'static
+                // bytes are referenced.
+                let len = b.len() as u64;
+                let buf = match b {
+                    Cow::Owned(v) => SendBuf::Owned(v),
+                    Cow::Borrowed(s) => SendBuf::Static(s),
+                };
+                let r = self.io.write_all(buf, stall).await;
+                if self.written(r) { (flow, status, len) } else { (Flow::Abort, status, 0) }
             }
             Body::Stream { len, mut chunks } => {
                 let chunked = framing == OutFraming::Chunked;
@@ -609,14 +616,30 @@ impl<'c, H: Handler> Conn<'c, H> {
         }
     }
 
-    /// Writes out the write buffer. False if the peer is gone or too slow.
+    /// Hands the write buffer to the driver, which sends it in the
+    /// background (with whatever else this loop iteration produced). Waits
+    /// only for this connection's previous send, which also throttles a
+    /// stream to one chunk in flight. False if the peer is gone or too slow.
     async fn flush(&mut self) -> bool {
         if self.wbuf.is_empty() {
             return true;
         }
-        let r = self.io.write_all(&self.wbuf, self.ctx.config.request_timeout).await;
-        self.wbuf.clear();
-        self.written(r)
+        if self.io.sending() {
+            let r = self.io.sent(self.ctx.config.request_timeout).await;
+            if !self.written(r) {
+                return false;
+            }
+        }
+        self.io.send(SendBuf::Owned(std::mem::take(&mut self.wbuf)));
+        true
+    }
+
+    /// Like [`flush`](Self::flush), then waits until everything is sent.
+    async fn flush_all(&mut self) -> bool {
+        self.flush().await && {
+            let r = self.io.sent(self.ctx.config.request_timeout).await;
+            self.written(r)
+        }
     }
 
     /// True if a write completed; logs why not otherwise.

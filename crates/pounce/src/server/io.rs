@@ -1,21 +1,25 @@
-//! A connection's socket plus the two things every wait on it must also watch:
-//! a deadline and the worker's shutdown phase.
+//! A connection's socket, as the connection loop sees it: reads and writes on
+//! the worker's [`Driver`], each wait also watching a deadline and the
+//! worker's shutdown phase.
 //!
-//! Each wait is one `poll_fn` that polls the socket first (glommio tries a
-//! non-blocking syscall before falling back to io_uring readiness, so a ready
-//! socket costs no timer at all), then the phase registry, then the
-//! connection's single reusable [`Timer`], armed only when the socket is not
-//! ready. One timer per connection, reset rather than re-created, keeps the
+//! Each wait is one `poll_fn` that polls the socket first (received bytes
+//! already queued cost no timer at all), then the phase registry, then the
+//! connection's single reusable [`Timer`], armed only when the wait really
+//! blocks. One timer per connection, reset rather than re-created, keeps the
 //! keep-alive path free of allocations.
+//!
+//! Writes are handed to the driver ([`Io::send`]) and complete in the
+//! background; [`Io::sent`] waits for the one in flight. Dropping an `Io`
+//! releases the socket to the driver, which closes it once nothing is in
+//! flight.
 
+use super::uring::{ConnId, Driver, SendBuf};
 use crate::shutdown::Phase;
 use crate::shutdown::drain::WorkerDrain;
-use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 use glommio::timer::Timer;
 use std::future::{Future, poll_fn};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -40,29 +44,32 @@ pub(crate) enum Watch {
     Forced,
 }
 
-pub(crate) struct Io {
-    stream: TcpStream,
+pub(crate) struct Io<'d> {
+    driver: &'d Driver,
+    id: ConnId,
     fd: RawFd,
     timer: Timer,
     drain: Rc<WorkerDrain>,
     key: usize,
 }
 
-impl Io {
-    pub(crate) fn new(stream: TcpStream, drain: Rc<WorkerDrain>, key: usize) -> Io {
-        let fd = stream.as_raw_fd();
-        Io { stream, fd, timer: Timer::new(Duration::from_secs(3600)), drain, key }
+impl<'d> Io<'d> {
+    /// Takes over socket `fd`. `key` is its slot in the drain registry
+    /// (`usize::MAX` for an unregistered connection).
+    pub(crate) fn new(driver: &'d Driver, fd: RawFd, drain: Rc<WorkerDrain>, key: usize) -> Io<'d> {
+        let id = driver.register(fd);
+        Io { driver, id, fd, timer: Timer::new(Duration::from_secs(3600)), drain, key }
     }
 
     pub(crate) fn drain(&self) -> &Rc<WorkerDrain> {
         &self.drain
     }
 
-    /// One non-blocking attempt to read (glommio tries `recv` first, then
-    /// arms readiness). The buffer is only used during this call, which is
-    /// what lets an idle connection lend it back to the pool while pending.
+    /// Copies received bytes into `buf`, without waiting (Ok(0) is EOF).
+    /// The buffer is only used during this call, which is what lets an idle
+    /// connection lend it back to the pool while pending.
     pub(crate) fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        self.driver.poll_read(self.id, cx, buf)
     }
 
     /// Polls `watch` and the deadline; `Some` if either fired. Arms the timer
@@ -105,7 +112,7 @@ impl Io {
     ) -> Waited<io::Result<usize>> {
         let mut armed = false;
         poll_fn(|cx| {
-            if let Poll::Ready(r) = Pin::new(&mut self.stream).poll_read(cx, buf) {
+            if let Poll::Ready(r) = self.poll_read(cx, buf) {
                 return Poll::Ready(Waited::Done(r));
             }
             match self.poll_guards(cx, watch, deadline, &mut armed) {
@@ -116,33 +123,43 @@ impl Io {
         .await
     }
 
-    /// Writes all of `data`. Each write must make progress within `stall`, so
-    /// a client that stops reading cannot hold the connection forever.
-    pub(crate) async fn write_all(&mut self, mut data: &[u8], stall: Duration) -> Waited<io::Result<()>> {
-        while !data.is_empty() {
-            let deadline = Instant::now() + stall;
-            let mut armed = false;
-            let r = poll_fn(|cx| {
-                if let Poll::Ready(r) = Pin::new(&mut self.stream).poll_write(cx, data) {
-                    return Poll::Ready(Waited::Done(r));
-                }
-                match self.poll_guards(cx, Watch::Forced, deadline, &mut armed) {
-                    Some(w) => Poll::Ready(w),
-                    None => Poll::Pending,
-                }
-            })
-            .await;
-            match r {
-                Waited::Done(Ok(0)) => {
-                    return Waited::Done(Err(io::Error::new(io::ErrorKind::WriteZero, "peer closed")));
-                }
-                Waited::Done(Ok(n)) => data = &data[n..],
-                Waited::Done(Err(e)) => return Waited::Done(Err(e)),
-                Waited::Timeout => return Waited::Timeout,
-                Waited::Phase(p) => return Waited::Phase(p),
+    /// True while a send is in flight.
+    pub(crate) fn sending(&self) -> bool {
+        self.driver.sending(self.id)
+    }
+
+    /// Hands `buf` to the driver to send; returns at once. Only one send is
+    /// in flight per connection: call [`sent`](Self::sent) first.
+    pub(crate) fn send(&mut self, buf: SendBuf) {
+        self.driver.start_send(self.id, buf);
+    }
+
+    /// Waits until the send in flight (if any) has completed. It must make
+    /// progress within `stall`, so a client that stops reading cannot hold
+    /// the connection forever.
+    pub(crate) async fn sent(&mut self, stall: Duration) -> Waited<io::Result<()>> {
+        let deadline = Instant::now() + stall;
+        let mut armed = false;
+        poll_fn(|cx| {
+            if let Poll::Ready(r) = self.driver.poll_sent(self.id, cx) {
+                return Poll::Ready(Waited::Done(r));
             }
+            match self.poll_guards(cx, Watch::Forced, deadline, &mut armed) {
+                Some(w) => Poll::Ready(w),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Sends `buf` and waits for it (and any send before it) to complete.
+    pub(crate) async fn write_all(&mut self, buf: SendBuf, stall: Duration) -> Waited<io::Result<()>> {
+        match self.sent(stall).await {
+            Waited::Done(Ok(())) => {}
+            other => return other,
         }
-        Waited::Done(Ok(()))
+        self.send(buf);
+        self.sent(stall).await
     }
 
     /// Awaits `fut` unless the deadline passes or the worker is forced first.
@@ -168,16 +185,20 @@ impl Io {
             std::net::Shutdown::Write => libc::SHUT_WR,
             std::net::Shutdown::Both => libc::SHUT_RDWR,
         };
-        // SAFETY: fd is owned by `self.stream`, still open.
+        // SAFETY: the driver closes the descriptor only after release().
         unsafe { libc::shutdown(self.fd, how) };
     }
 
-    /// Closes the way that keeps the last response intact: send FIN, then
-    /// read and discard what the client still sends until it closes too (or
-    /// `linger` passes, or 64 KiB were discarded). Closing with unread data
-    /// makes the kernel send a reset, which can destroy a response the client
-    /// has not read yet. `scratch` receives the discarded bytes.
+    /// Closes the way that keeps the last response intact: let it be sent,
+    /// send FIN, then read and discard what the client still sends until it
+    /// closes too (or `linger` passes, or 64 KiB were discarded). Closing
+    /// with unread data makes the kernel send a reset, which can destroy a
+    /// response the client has not read yet. `scratch` receives the
+    /// discarded bytes.
     pub(crate) async fn linger_close(&mut self, linger: Duration, scratch: &mut [u8]) {
+        if !matches!(self.sent(linger).await, Waited::Done(Ok(()))) {
+            return self.shutdown(std::net::Shutdown::Both);
+        }
         self.shutdown(std::net::Shutdown::Write);
         let deadline = Instant::now() + linger;
         let mut discarded = 0usize;
@@ -188,5 +209,11 @@ impl Io {
             }
         }
         self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Drop for Io<'_> {
+    fn drop(&mut self) {
+        self.driver.release(self.id);
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod listener;
 mod pool;
 mod readbuf;
 pub(crate) mod startup;
+mod uring;
 mod worker;
 
 use crate::config::{ServerConfig, available_cpus};
@@ -31,7 +32,8 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 /// What each worker's connections share: read-only config, the handler, the
-/// process-wide counters.
+/// process-wide counters, and the worker's socket I/O driver (which also
+/// holds its free connection buffers).
 pub(crate) struct WorkerCtx<H> {
     pub id: usize,
     pub config: Arc<ServerConfig>,
@@ -40,8 +42,7 @@ pub(crate) struct WorkerCtx<H> {
     pub limits: HeadLimits,
     /// Largest a connection's read buffer may grow.
     pub rbuf_cap: usize,
-    /// This worker's free connection buffers.
-    pub pool: pool::BufPool,
+    pub driver: uring::Driver,
 }
 
 /// A configured server, ready to run.
@@ -132,15 +133,12 @@ impl<H: Handler> Server<H> {
             events.push(ev_rx);
             let init = worker::WorkerInit {
                 go: go.clone(),
-                ctx: WorkerCtx {
-                    id,
-                    config: config.clone(),
-                    handler: handler.clone(),
-                    shared: shared.clone(),
-                    limits,
-                    rbuf_cap,
-                    pool: pool::BufPool::default(),
-                },
+                id,
+                config: config.clone(),
+                handler: handler.clone(),
+                shared: shared.clone(),
+                limits,
+                rbuf_cap,
                 listener,
                 commands: cmd_rx,
                 events: ev_tx,
@@ -149,14 +147,23 @@ impl<H: Handler> Server<H> {
             let started = started_tx.clone();
             std::thread::Builder::new()
                 .name(format!("pounce-w{id}"))
-                .spawn(move || match build_worker_executor(id, cpu, io_memory) {
-                    Ok(ex) => {
-                        let _ = started.send((id, Ok(())));
-                        ex.run(worker::run(init));
-                    }
-                    Err(e) => {
-                        let _ = started.send((id, Err(startup::diagnose(&e, memlock))));
-                    }
+                .spawn(move || {
+                    let ex = match build_worker_executor(id, cpu, io_memory) {
+                        Ok(ex) => ex,
+                        Err(e) => {
+                            let _ = started.send((id, Err(startup::diagnose(&e, memlock))));
+                            return;
+                        }
+                    };
+                    let driver = match uring::Driver::new() {
+                        Ok(d) => d,
+                        Err(e) => {
+                            let _ = started.send((id, Err(format!("cannot set up socket I/O: {e}"))));
+                            return;
+                        }
+                    };
+                    let _ = started.send((id, Ok(())));
+                    ex.run(worker::run(init, driver));
                 })
                 .map_err(|e| format!("cannot start worker thread {id}: {e}"))?;
         }

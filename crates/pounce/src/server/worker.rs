@@ -10,19 +10,23 @@
 
 use super::connection::{Conn, LINGER, encode_error};
 use super::io::{Io, Waited, Watch};
+use super::uring::{Driver, SendBuf};
 use super::{WorkerCtx, health};
+use crate::config::ServerConfig;
 use crate::handler::Handler;
 use crate::http::date;
+use crate::http::request::HeadLimits;
 use crate::shutdown::drain::{ConnGuard, WorkerDrain};
-use crate::shutdown::{Command, Event, Phase};
+use crate::shutdown::{Command, Event, Phase, Shared};
 use futures_lite::future;
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::io::BufferedFile;
 use glommio::timer::Timer;
+use socket2::SockRef;
 use std::cell::Cell;
 use std::future::poll_fn;
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
@@ -34,30 +38,35 @@ const MAX_REJECTING: usize = 1024;
 /// Longest wait for the head of a connection that will be refused.
 const REJECT_HEAD_WAIT: Duration = Duration::from_secs(1);
 
-/// Everything a worker thread needs; moved into its executor.
+/// Everything a worker thread needs; moved into its thread. The parts that
+/// cannot cross threads (the I/O driver) are built there.
 pub(crate) struct WorkerInit<H> {
     /// Opens once the coordinator has registered its channel ends.
     pub go: Arc<Barrier>,
-    pub ctx: WorkerCtx<H>,
+    pub id: usize,
+    pub config: Arc<ServerConfig>,
+    pub handler: Arc<H>,
+    pub shared: Arc<Shared>,
+    pub limits: HeadLimits,
+    pub rbuf_cap: usize,
     pub listener: socket2::Socket,
     pub commands: SharedReceiver<Command>,
     pub events: SharedSender<Event>,
 }
 
 /// The worker's main future: returns when it has stopped.
-pub(crate) async fn run<H: Handler>(init: WorkerInit<H>) {
-    let WorkerInit { go, ctx, listener, commands, events } = init;
+pub(crate) async fn run<H: Handler>(init: WorkerInit<H>, driver: Driver) {
+    let WorkerInit { go, id, config, handler, shared, limits, rbuf_cap, listener, commands, events } = init;
     go.wait();
-    let id = ctx.id;
     // Connecting is a rendezvous with the coordinator: do both at once.
     let (events, commands) = future::zip(events.connect(), commands.connect()).await;
-    // glommio's TcpListener does not expose its fd; keep it for shutdown(2).
-    let listener_fd = listener.as_raw_fd();
-    // SAFETY: the fd is a bound, listening TCP socket we own.
-    let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
-    let drain = WorkerDrain::new(id, ctx.shared.clone());
-    let ctx = Rc::new(ctx);
+    let drain = WorkerDrain::new(id, shared.clone());
+    let ctx = Rc::new(WorkerCtx { id, config, handler, shared, limits, rbuf_cap, driver });
 
+    if let Err(e) = spawn_driver_tasks(&ctx) {
+        log::error!("Worker {id}: cannot wait for io_uring completions: {e}");
+        return;
+    }
     glommio::spawn_local(tick_date()).detach();
     let d = drain.clone();
     let shared = ctx.shared.clone();
@@ -77,11 +86,12 @@ pub(crate) async fn run<H: Handler>(init: WorkerInit<H>) {
     })
     .detach();
 
+    ctx.driver.listen(listener.as_raw_fd());
     let _ = events.try_send(Event::Ready);
     let rejecting = Rc::new(Cell::new(0usize));
-    accept_loop(&listener, &ctx, &drain, &rejecting).await;
+    accept_loop(&ctx, &drain, &rejecting).await;
     let forced = drain.phase() == Phase::Forced;
-    close_listener(listener_fd, &ctx, &drain, &rejecting);
+    close_listener(listener.as_raw_fd(), &ctx, &drain, &rejecting);
     drop(listener);
     // Let the last refusals finish their lingering close (each is bounded).
     let until = Instant::now() + REJECT_HEAD_WAIT + LINGER;
@@ -92,8 +102,36 @@ pub(crate) async fn run<H: Handler>(init: WorkerInit<H>) {
     let _ = events.send(Event::Stopped { forced }).await;
 }
 
+/// The driver's two tasks: one waits on the ring's completion eventfd (an
+/// io_uring read in glommio's own ring) and dispatches completions; the
+/// other submits queued entries once per round of woken tasks.
+fn spawn_driver_tasks<H: Handler>(ctx: &Rc<WorkerCtx<H>>) -> std::io::Result<()> {
+    let efd = ctx.driver.eventfd()?;
+    let c = ctx.clone();
+    glommio::spawn_local(async move {
+        // SAFETY: a descriptor we own (a dup of the driver's eventfd).
+        let file = unsafe { BufferedFile::from_raw_fd(efd.into_raw_fd()) };
+        loop {
+            if let Err(e) = file.read_at(0, 8).await {
+                log::error!("Worker {}: reading the completion eventfd failed: {e}", c.id);
+                Timer::new(Duration::from_millis(1)).await;
+            }
+            c.driver.process();
+        }
+    })
+    .detach();
+    let c = ctx.clone();
+    glommio::spawn_local(async move {
+        loop {
+            poll_fn(|cx| c.driver.poll_kicked(cx)).await;
+            c.driver.submit();
+        }
+    })
+    .detach();
+    Ok(())
+}
+
 async fn accept_loop<H: Handler>(
-    listener: &TcpListener,
     ctx: &Rc<WorkerCtx<H>>,
     drain: &Rc<WorkerDrain>,
     rejecting: &Rc<Cell<usize>>,
@@ -103,7 +141,7 @@ async fn accept_loop<H: Handler>(
         if phase >= Phase::Draining && drain.active() == 0 {
             return;
         }
-        let accept = async { Some(listener.accept().await) };
+        let accept = async { Some(poll_fn(|cx| ctx.driver.poll_accept(cx)).await) };
         let stop = async {
             poll_fn(|cx| {
                 if phase < Phase::Draining {
@@ -117,7 +155,7 @@ async fn accept_loop<H: Handler>(
         };
         match future::or(stop, accept).await {
             None => {}
-            Some(Ok(stream)) => dispatch(stream, ctx, drain, rejecting),
+            Some(Ok(fd)) => dispatch(fd, ctx, drain, rejecting),
             Some(Err(e)) => {
                 // EMFILE/ENFILE/ENOBUFS: back off briefly rather than spin.
                 log::warn!("Worker {}: accept failed: {e}", ctx.id);
@@ -127,22 +165,23 @@ async fn accept_loop<H: Handler>(
     }
 }
 
-/// Hands a new connection to the connection loop, or refuses it.
+/// Hands a new connection (socket `fd`, now ours) to the connection loop,
+/// or refuses it.
 fn dispatch<H: Handler>(
-    stream: TcpStream,
+    fd: RawFd,
     ctx: &Rc<WorkerCtx<H>>,
     drain: &Rc<WorkerDrain>,
     rejecting: &Rc<Cell<usize>>,
 ) {
     match drain.phase() {
         Phase::Forced => {
-            // SAFETY: the fd is owned by `stream`, which closes it right after.
-            unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR) };
+            // SAFETY: a descriptor accept just gave us.
+            unsafe { libc::close(fd) };
             return;
         }
         Phase::Draining => {
             ctx.shared.stats(ctx.id).rejected.fetch_add(1, Ordering::Relaxed);
-            refuse(stream, ctx, drain, rejecting, Refusal::Draining);
+            refuse(fd, ctx, drain, rejecting, Refusal::Draining);
             return;
         }
         // A worker's own phase goes Running → Draining; lame duck is global.
@@ -152,20 +191,27 @@ fn dispatch<H: Handler>(
     if open >= ctx.config.max_connections {
         ctx.shared.connections.fetch_sub(1, Ordering::AcqRel);
         log::debug!("max_connections ({}) reached; 503", ctx.config.max_connections);
-        refuse(stream, ctx, drain, rejecting, Refusal::Overloaded);
+        refuse(fd, ctx, drain, rejecting, Refusal::Overloaded);
         return;
     }
-    let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let guard = drain.register(stream.as_raw_fd());
-    glommio::spawn_local(serve(ctx.clone(), stream, peer, guard)).detach();
+    // SAFETY: fd is a connected TCP socket we own; borrowed for two calls.
+    let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+    let sock = SockRef::from(&sock);
+    let _ = sock.set_tcp_nodelay(true);
+    let peer = sock
+        .peer_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let guard = drain.register(fd);
+    glommio::spawn_local(serve(ctx.clone(), fd, peer, guard)).detach();
 }
 
-async fn serve<H: Handler>(ctx: Rc<WorkerCtx<H>>, stream: TcpStream, peer: SocketAddr, guard: ConnGuard) {
-    let _ = stream.set_nodelay(true);
-    let io = Io::new(stream, guard.drain().clone(), guard.key());
+async fn serve<H: Handler>(ctx: Rc<WorkerCtx<H>>, fd: RawFd, peer: SocketAddr, guard: ConnGuard) {
+    let io = Io::new(&ctx.driver, fd, guard.drain().clone(), guard.key());
     let mut conn = Conn::new(&ctx, io, peer);
     conn.run().await;
-    // Unregister before the socket is closed (see ConnGuard).
+    // Unregister before the socket is released (see ConnGuard).
     drop(guard);
     drop(conn);
     ctx.shared.connections.fetch_sub(1, Ordering::AcqRel);
@@ -180,23 +226,24 @@ enum Refusal {
 }
 
 fn refuse<H: Handler>(
-    stream: TcpStream,
+    fd: RawFd,
     ctx: &Rc<WorkerCtx<H>>,
     drain: &Rc<WorkerDrain>,
     rejecting: &Rc<Cell<usize>>,
     why: Refusal,
 ) {
     if rejecting.get() >= MAX_REJECTING {
-        // SAFETY: the fd is owned by `stream`, which closes it right after.
-        unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR) };
+        // SAFETY: a descriptor accept just gave us, not yet shared.
+        unsafe { libc::close(fd) };
         return;
     }
     rejecting.set(rejecting.get() + 1);
     let rejecting = rejecting.clone();
     let ctx = ctx.clone();
-    // Not registered: refusals are bounded by their own deadlines.
-    let mut io = Io::new(stream, drain.clone(), usize::MAX);
+    let drain = drain.clone();
     glommio::spawn_local(async move {
+        // Not registered: refusals are bounded by their own deadlines.
+        let mut io = Io::new(&ctx.driver, fd, drain, usize::MAX);
         let (retry_after, wait_for_head) = match why {
             Refusal::Draining => ("1", true),
             Refusal::Overloaded => ("5", false),
@@ -226,7 +273,7 @@ fn refuse<H: Handler>(
             }
         }
         if got_bytes {
-            let mut out = Vec::with_capacity(256);
+            let mut out = Vec::with_capacity(512);
             match &ctx.config.health_check_path {
                 // A readiness probe on a fresh connection still gets the
                 // health JSON ("draining"), not a bare 503.
@@ -235,7 +282,7 @@ fn refuse<H: Handler>(
                 }
                 _ => encode_error(&mut out, 503, &[("Retry-After", retry_after)]),
             }
-            if let Waited::Done(Ok(())) = io.write_all(&out, LINGER).await {
+            if let Waited::Done(Ok(())) = io.write_all(SendBuf::Owned(out), LINGER).await {
                 io.linger_close(LINGER, &mut buf).await;
             }
         }
@@ -267,20 +314,29 @@ fn ends_head(tail: &mut [u8; 4], data: &[u8]) -> bool {
     false
 }
 
-/// Answers the connections still queued in the kernel (503), then shuts the
-/// listener down so nothing more is queued.
+/// Stops accepting, answers the connections already accepted or still
+/// queued in the kernel (503), then shuts the listener down so nothing more
+/// is queued.
 fn close_listener<H: Handler>(
     fd: RawFd,
     ctx: &Rc<WorkerCtx<H>>,
     drain: &Rc<WorkerDrain>,
     rejecting: &Rc<Cell<usize>>,
 ) {
-    if drain.phase() != Phase::Forced {
+    let forced = drain.phase() == Phase::Forced;
+    let mut pending = ctx.driver.stop_accepting();
+    if !forced {
         while let Some(conn) = accept_pending(fd) {
-            // SAFETY: accept4 just returned this fd; we own it.
-            let stream = unsafe { TcpStream::from_raw_fd(conn) };
+            pending.push(conn);
+        }
+    }
+    for conn in pending {
+        if forced {
+            // SAFETY: accepted, never shared.
+            unsafe { libc::close(conn) };
+        } else {
             ctx.shared.stats(ctx.id).rejected.fetch_add(1, Ordering::Relaxed);
-            refuse(stream, ctx, drain, rejecting, Refusal::Draining);
+            refuse(conn, ctx, drain, rejecting, Refusal::Draining);
         }
     }
     // SAFETY: fd is the listener's, still open. shutdown(2) on a listening
