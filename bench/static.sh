@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# pounce static:<DIR> vs nginx serving the same files: a 1 KiB and a 1 MiB file, same worker
+# count, `wrk -t1 -c64`, runs alternated (pounce, nginx, pounce, nginx…), medians and ratios.
+#
+#   bench/static.sh [--rounds N] [--duration S] [--workers N] [--sizes "1k 1m"] [--no-build]
+#
+# Defaults: 5 rounds of 10 s, 2 workers, sizes 1k and 1m. The binary is built with
+# `cargo build --release -p pounce-cli` (into $CARGO_TARGET_DIR or target/) unless --no-build,
+# or taken from $POUNCE_BIN. nginx runs with its usual static-serving settings (sendfile on,
+# tcp_nopush on, access_log off, open_file_cache off as by default) and keepalive_requests
+# raised so neither server closes wrk's connections. Everything listens on 127.0.0.1 on ports
+# checked to be free; every process started here is killed by pid on exit.
+set -uo pipefail
+
+ROUNDS=5 DURATION=10 WORKERS=2 SIZES="1k 1m" BUILD=1
+while (($#)); do
+    case $1 in
+    --rounds) ROUNDS=${2:?}; shift ;;
+    --duration) DURATION=${2:?}; shift ;;
+    --workers) WORKERS=${2:?}; shift ;;
+    --sizes) SIZES=${2:?}; shift ;;
+    --no-build) BUILD=0 ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+for v in ROUNDS DURATION WORKERS; do
+    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "--${v,,} must be a positive integer" >&2; exit 2; }
+done
+for s in $SIZES; do
+    [[ "$s" =~ ^[1-9][0-9]*[km]$ ]] || { echo "--sizes takes sizes like 1k or 4m, got $s" >&2; exit 2; }
+done
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NGINX="${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
+log() { printf '[static-bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
+[[ -x "$NGINX" ]] || die "nginx is not installed (apt-get install nginx-light)"
+
+PIDS=()
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/pounce-static-bench.XXXXXX")"
+cleanup() {
+    local rc=$? pid i
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in "${PIDS[@]}"; do
+        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+    done
+    [[ -z "${KEEP_TMP:-}" ]] && rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A free port on 127.0.0.1: nothing accepts a connection there.
+free_port() {
+    local p i
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+    done
+    die "no free port found"
+}
+
+wait_port() {
+    local port=$1 pid=$2 i
+    for ((i = 0; i < 200; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+if [[ -n "${POUNCE_BIN:-}" ]]; then
+    :
+elif ((BUILD)); then
+    log "building pounce (release)"
+    (cd "$REPO_DIR" && cargo build --release -p pounce-cli) >&2 || die "build failed"
+fi
+if [[ -z "${POUNCE_BIN:-}" ]]; then
+    t="${CARGO_TARGET_DIR:-target}"; [[ "$t" == /* ]] || t="$REPO_DIR/$t"
+    POUNCE_BIN="$t/release/pounce"
+fi
+[[ -x "$POUNCE_BIN" ]] || die "no pounce binary at $POUNCE_BIN"
+
+# The served files: random bytes, so neither server can do anything clever with them.
+ROOT="$TMP/www"
+mkdir -p "$ROOT"
+for s in $SIZES; do
+    n=${s%?}
+    if [[ ${s: -1} == k ]]; then bytes=$((n * 1024)); else bytes=$((n * 1048576)); fi
+    head -c "$bytes" /dev/urandom >"$ROOT/$s.bin"
+done
+
+# nginx: master + WORKERS workers in the foreground (we hold its pid), all state in $TMP.
+NGINX_PORT=$(free_port)
+mkdir -p "$TMP/nginx/logs"
+user_line=""
+[[ $EUID -eq 0 ]] && user_line="user root;"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+$user_line
+daemon off;
+worker_processes $WORKERS;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    types { application/octet-stream bin; }
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT reuseport;
+        root $ROOT;
+    }
+}
+EOF
+"$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" 2>"$TMP/nginx/stderr" &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+wait_port "$NGINX_PORT" "$NGINX_PID" || die "nginx did not start: $(cat "$TMP/nginx/stderr" "$TMP/nginx/logs/error.log" 2>/dev/null)"
+
+POUNCE_PORT=$(free_port)
+"$POUNCE_BIN" "static:$ROOT" --port "$POUNCE_PORT" --workers "$WORKERS" --log-level warn \
+    2>"$TMP/pounce.log" &
+POUNCE_PID=$!
+PIDS+=("$POUNCE_PID")
+wait_port "$POUNCE_PORT" "$POUNCE_PID" || die "pounce did not start: $(cat "$TMP/pounce.log")"
+
+# Both must serve the same bytes.
+for s in $SIZES; do
+    for port in "$POUNCE_PORT" "$NGINX_PORT"; do
+        got=$(exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'GET /%s.bin HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n' "$s" >&3 \
+            && head -c 200 <&3 | head -1 | tr -d '\r')
+        [[ "$got" == "HTTP/1.1 200 OK" ]] || die "port $port answered '$got' for /$s.bin"
+    done
+done
+
+# Requests/sec from wrk's output (0 if none).
+rps_of() { awk '/^Requests\/sec:/ {print $2; f=1} END {if (!f) print 0}' "$1"; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+run_wrk() {  # port path duration out
+    timeout -k 5 $(($3 + 30)) wrk -t1 -c64 -d"$3s" "http://127.0.0.1:$1$2" >"$4" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait "$pid"
+}
+
+log "pounce static vs nginx $("$NGINX" -v 2>&1 | sed 's/.*: //'): $WORKERS workers each, wrk -t1 -c64 -d${DURATION}s, $ROUNDS rounds alternated, $(nproc) CPUs"
+declare -A RESULTS
+for s in $SIZES; do
+    for server in pounce nginx; do  # warm-up: page cache, connections, caches
+        port=$POUNCE_PORT; [[ $server == nginx ]] && port=$NGINX_PORT
+        run_wrk "$port" "/$s.bin" 2 /dev/null
+    done
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for server in pounce nginx; do
+            port=$POUNCE_PORT; [[ $server == nginx ]] && port=$NGINX_PORT
+            out="$TMP/$server-$s-$round.txt"
+            run_wrk "$port" "/$s.bin" "$DURATION" "$out"
+            r=$(rps_of "$out")
+            errs=$(grep -E 'Socket errors|Non-2xx' "$out" | tr -s ' ' | tr '\n' ' ')
+            log "$s round $round $server: $r req/s $(awk '/^Transfer\/sec:/ {print $2}' "$out")/s ${errs}"
+            RESULTS[$server-$s]+="$r "
+        done
+    done
+done
+
+printf '\n%-6s %14s %14s %8s\n' size "pounce req/s" "nginx req/s" ratio
+for s in $SIZES; do
+    p=$(median <<<"${RESULTS[pounce-$s]}")
+    n=$(median <<<"${RESULTS[nginx-$s]}")
+    ratio=$(awk -v p="$p" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", p / n; else print "n/a" }')
+    printf '%-6s %14.0f %14.0f %8s\n' "$s" "$p" "$n" "$ratio"
+done
+echo "(medians of $ROUNDS runs; ratio = pounce / nginx; higher is better for pounce)"

@@ -1,0 +1,142 @@
+//! A per-worker cache of open files, so a hot file costs one `stat` per
+//! request instead of open + fstat + close (measured: ~4% more requests/s
+//! for a 1 KiB file; caching small files' bytes as well measured no better,
+//! so it is not done: the page cache already holds them).
+//!
+//! Each worker (thread) has its own cache, so there are no locks; entries
+//! hold glommio `BufferedFile`s, which belong to their executor anyway.
+//! Every request revalidates: the path is `stat`ed and the entry is used
+//! only if device, inode, size, mtime and ctime (to the nanosecond) are all
+//! unchanged, so a deploy that replaces or rewrites a file is seen at once —
+//! the cache changes cost, never content. An entry is only ever created by a
+//! confined open ([`Root::open_file`]) of the same path, so a `stat` that
+//! follows a symlink out of the root can match nothing: a mismatch always
+//! goes back through the confined open.
+//!
+//! Bounded: at most [`MAX_ENTRIES`] descriptors per worker; the least
+//! recently used entry goes first. A path whose `stat` fails is dropped at
+//! once, so a deleted file's descriptor (and its disk space) is not held
+//! for long.
+
+use super::fs::{Failure, Kind, Meta, Root, classify};
+use glommio::io::BufferedFile;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+
+/// Open descriptors kept per worker.
+pub const MAX_ENTRIES: usize = 256;
+
+/// An open, confined, regular file.
+#[derive(Clone)]
+pub struct Opened {
+    pub file: Rc<BufferedFile>,
+    pub meta: Meta,
+}
+
+/// What a path turned out to be.
+pub enum Lookup {
+    File(Opened),
+    /// A directory (not yet checked to be inside the root).
+    Dir,
+    Failed(Failure),
+}
+
+struct Entry {
+    opened: Opened,
+    used: u64,
+}
+
+/// One root's entries on this worker.
+#[derive(Default)]
+struct Cache {
+    map: HashMap<Box<[u8]>, Entry>,
+    tick: u64,
+}
+
+thread_local! {
+    /// Keyed by [`Root::id`] (one root in the binary; several in tests).
+    static CACHES: RefCell<HashMap<u64, Cache>> = RefCell::new(HashMap::new());
+}
+
+fn with_cache<T>(root: &Root, f: impl FnOnce(&mut Cache) -> T) -> T {
+    CACHES.with_borrow_mut(|all| f(all.entry(root.id()).or_default()))
+}
+
+fn same_content(a: &Meta, b: &Meta) -> bool {
+    a.dev == b.dev
+        && a.ino == b.ino
+        && a.size == b.size
+        && (a.mtime_sec, a.mtime_nsec) == (b.mtime_sec, b.mtime_nsec)
+        && (a.ctime_sec, a.ctime_nsec) == (b.ctime_sec, b.ctime_nsec)
+}
+
+/// Finds `rel` under `root`: from the cache if unchanged, else by a
+/// confined open.
+pub fn lookup(root: &Root, rel: &[u8]) -> Lookup {
+    let meta = match root.stat(rel) {
+        Ok(m) => m,
+        Err(e) => {
+            forget(root, rel);
+            return Lookup::Failed(report(rel, &e));
+        }
+    };
+    match meta.kind {
+        Kind::Dir => return Lookup::Dir,
+        Kind::Other => return Lookup::Failed(Failure::NotFound),
+        Kind::File => {}
+    }
+    let hit = with_cache(root, |c| {
+        c.tick += 1;
+        let tick = c.tick;
+        let e = c.map.get_mut(rel)?;
+        if !same_content(&e.opened.meta, &meta) {
+            return None;
+        }
+        e.used = tick;
+        Some(e.opened.clone())
+    });
+    if let Some(o) = hit {
+        return Lookup::File(o);
+    }
+    let (fd, meta) = match root.open_file(rel) {
+        Ok((fd, m)) if m.kind == Kind::File => (fd, m),
+        Ok(_) => return Lookup::Failed(Failure::NotFound),
+        Err(e) => {
+            forget(root, rel);
+            return Lookup::Failed(report(rel, &e));
+        }
+    };
+    // SAFETY: we own `fd` and hand it over; glommio closes it.
+    let file = Rc::new(unsafe { BufferedFile::from_raw_fd(fd.into_raw_fd()) });
+    let opened = Opened { file, meta };
+    insert(root, rel, opened.clone());
+    Lookup::File(opened)
+}
+
+fn report(rel: &[u8], e: &std::io::Error) -> Failure {
+    let f = classify(e);
+    if f == Failure::Internal {
+        log::warn!("static: opening '{}' failed: {e}", String::from_utf8_lossy(rel));
+    }
+    f
+}
+
+fn forget(root: &Root, rel: &[u8]) {
+    with_cache(root, |c| c.map.remove(rel));
+}
+
+fn insert(root: &Root, rel: &[u8], opened: Opened) {
+    with_cache(root, |c| {
+        if c.map.remove(rel).is_none() && c.map.len() >= MAX_ENTRIES {
+            let oldest = c.map.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                c.map.remove(&k);
+            }
+        }
+        c.tick += 1;
+        let used = c.tick;
+        c.map.insert(Box::from(rel), Entry { opened, used });
+    });
+}
