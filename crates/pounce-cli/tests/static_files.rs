@@ -778,3 +778,21 @@ fn stalled_download_is_force_closed_at_shutdown_timeout() {
     let _ = s.read_to_end(&mut rest);
     assert!(body.len() + rest.len() < 12 << 20, "the body must not have completed");
 }
+
+#[test]
+fn a_slow_download_outlasting_request_timeout_is_not_cut() {
+    // request_timeout bounds the handler (reading the file is fast); the
+    // client's slowness is bounded per write instead. 12 MiB at ~4 MiB/s
+    // takes ~3 s, three times request_timeout.
+    let d = TempDir::new("slowdl");
+    let data = pattern(12 << 20, 9);
+    d.write("big.bin", &data);
+    let p = start(&d, &["--request-timeout", "1"]);
+    let mut s = small_rcvbuf_connect(p.addr);
+    let t = Instant::now();
+    let (head, body, complete) = slow_download(&mut s, 4.0 * 1024.0 * 1024.0, None, &mut |_| {});
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(t.elapsed() > Duration::from_millis(1500), "the download really outlasted request_timeout");
+    assert!(complete, "cut at {} of {} bytes; log:\n{}", body.len(), data.len(), p.log_text());
+    assert!(body == data);
+}

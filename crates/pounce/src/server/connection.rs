@@ -554,12 +554,20 @@ impl<'c, H: Handler> Conn<'c, H> {
             Body::Stream { len, mut chunks } => {
                 let chunked = framing == OutFraming::Chunked;
                 let mut sent: u64 = 0;
+                // request_timeout bounds the handler's time: producing the
+                // head and then each chunk. Time spent waiting for a slow
+                // client to take the bytes is not the handler's; each write
+                // has its own stall limit instead.
+                let mut budget = deadline.saturating_duration_since(Instant::now());
                 loop {
                     if !self.flush().await {
                         return (Flow::Abort, status, sent);
                     }
                     let next = AssertUnwindSafe(chunks.next()).catch_unwind();
-                    match self.io.guard(next, deadline).await {
+                    let asked = Instant::now();
+                    let got = self.io.guard(next, asked + budget).await;
+                    budget = budget.saturating_sub(asked.elapsed());
+                    match got {
                         Waited::Done(Ok(Some(Ok(chunk)))) => {
                             sent += chunk.len() as u64;
                             if len.is_some_and(|n| sent > n) {
@@ -570,6 +578,17 @@ impl<'c, H: Handler> Conn<'c, H> {
                             }
                             if chunked {
                                 encode_chunk(self.out(), &chunk);
+                            } else if self.wbuf.is_empty() && chunk.len() > COALESCE_MAX / 4 {
+                                // Sized stream, big chunk: hand it over as it
+                                // is instead of copying it (one send in
+                                // flight at a time keeps memory bounded).
+                                if self.io.sending() {
+                                    let r = self.io.sent(self.ctx.config.request_timeout).await;
+                                    if !self.written(r) {
+                                        return (Flow::Abort, status, sent);
+                                    }
+                                }
+                                self.io.send(SendBuf::Owned(chunk));
                             } else {
                                 self.out().extend_from_slice(&chunk);
                             }
