@@ -64,9 +64,10 @@ pub(crate) fn spawn(
                 let name = signal_name(signo);
                 if first {
                     first = false;
+                    // Health answers 503 before anything says shutdown began.
+                    shared.advance(Phase::LameDuck);
                     log::info!("Received {name} — initiating shutdown");
                     notify::notify("STOPPING=1");
-                    shared.advance(Phase::LameDuck);
                     if tx.try_send(signo).is_err() {
                         // The coordinator is gone: nobody can drain, so stop.
                         log::error!("shutdown coordinator unreachable — exiting");
