@@ -10,6 +10,7 @@
 # that was sent and got no response: reset, EOF or timeout. Exit 1 if any.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 DUR=${1:-10}; AFTER=${2:-4}; CONC=${3:-50}
 BIN=${POUNCE:-target/release/pounce}
 [ -x "$BIN" ] || cargo build --release -p pounce-cli
@@ -19,17 +20,9 @@ log=$(mktemp); out=$(mktemp)
 PID=""; HEY=""
 trap '[ -n "$PID" ] && kill -9 "$PID" 2>/dev/null; [ -n "$HEY" ] && kill -9 "$HEY" 2>/dev/null; rm -f "$log" "$out"' EXIT
 
-"$BIN" demo --port 0 2>"$log" &
-PID=$!
-port=""
-for _ in $(seq 200); do
-  port=$(sed -n 's/.*Listening on http:\/\/[^ ]*:\([0-9]*\) .*/\1/p' "$log")
-  [ -n "$port" ] && break
-  sleep 0.05
-done
-[ -n "$port" ] || { cat "$log"; echo "pounce did not start" >&2; exit 1; }
+start_pounce "$log" demo --port 0
 
-hey -z "${DUR}s" -c "$CONC" "http://127.0.0.1:$port/" >"$out" 2>&1 &
+hey -z "${DUR}s" -c "$CONC" "http://127.0.0.1:$PORT/" >"$out" 2>&1 &
 HEY=$!
 sleep "$AFTER"
 t0=$(date +%s.%N)

@@ -10,6 +10,7 @@
 # and pounce exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 BIN=${POUNCE:-target/release/pounce}
 [ -x "$BIN" ] || cargo build --release -p pounce-cli
 command -v curl >/dev/null || { echo "needs curl" >&2; exit 1; }
@@ -19,18 +20,10 @@ PID=""
 trap '[ -n "$PID" ] && kill -9 "$PID" 2>/dev/null; rm -f "$log"' EXIT
 
 # Start server
-"$BIN" demo --port 0 --workers 2 2>"$log" &
-PID=$!
-port=""
-for _ in $(seq 200); do
-  port=$(sed -n 's/.*Listening on http:\/\/[^ ]*:\([0-9]*\) .*/\1/p' "$log")
-  [ -n "$port" ] && break
-  sleep 0.05
-done
-[ -n "$port" ] || { cat "$log"; echo "pounce did not start" >&2; exit 1; }
+start_pounce "$log" demo --port 0 --workers 2
 
 # Make a long-running request in background
-curl -s -o /dev/null -w "slow request: HTTP %{http_code} after %{time_total}s\n" "http://127.0.0.1:$port/sleep/3000" &
+curl -s -o /dev/null -w "slow request: HTTP %{http_code} after %{time_total}s\n" "http://127.0.0.1:$PORT/sleep/3000" &
 CURL=$!
 sleep 0.5
 

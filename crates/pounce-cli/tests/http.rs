@@ -340,3 +340,22 @@ fn the_library_example_builds_and_serves() {
     assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(p.line_index("All workers stopped").is_some());
 }
+
+#[test]
+fn a_long_pipeline_is_answered_completely_and_in_order() {
+    // 1500 requests in one write: their responses (~200 KiB) leave in several
+    // writes while the rest of the batch is still being served.
+    let p = Pounce::start(&["demo", "--workers", "1"]);
+    let mut c = Client::connect(p.addr);
+    let mut batch = Vec::new();
+    for i in 0..1500 {
+        let path = if i % 2 == 0 { "/" } else { "/json" };
+        batch.extend_from_slice(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    }
+    c.send(&batch);
+    for i in 0..1500 {
+        let r = c.read_response(false).unwrap_or_else(|| panic!("response {i} missing"));
+        let want = if i % 2 == 0 { "Hello, World!" } else { r#"{"message":"Hello, World!"}"# };
+        assert_eq!((r.status, r.text().as_str()), (200, want), "response {i}");
+    }
+}

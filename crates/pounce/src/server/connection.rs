@@ -146,6 +146,10 @@ impl<'c, H: Handler> Conn<'c, H> {
             if flow != Flow::KeepAlive || self.rbuf.is_empty() {
                 return flow;
             }
+            // A long pipeline: send what has accumulated so far.
+            if self.wbuf.len() >= COALESCE_MAX && !self.flush().await {
+                return Flow::Abort;
+            }
             match parse_head(self.rbuf.data(), self.ctx.limits, &mut self.head) {
                 Ok(true) => {}
                 // Partial: next_head waits for the rest (under header_timeout).

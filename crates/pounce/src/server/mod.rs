@@ -31,10 +31,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-/// What each worker's connections share: read-only config, the handler, the
-/// process-wide counters, and the worker's socket I/O driver (which also
-/// holds its free connection buffers).
-pub(crate) struct WorkerCtx<H> {
+/// What each worker's connections share that can be built on the main
+/// thread and moved to the worker's: read-only config, the handler, the
+/// process-wide counters.
+pub(crate) struct WorkerBase<H> {
     pub id: usize,
     pub config: Arc<ServerConfig>,
     pub handler: Arc<H>,
@@ -42,7 +42,26 @@ pub(crate) struct WorkerCtx<H> {
     pub limits: HeadLimits,
     /// Largest a connection's read buffer may grow.
     pub rbuf_cap: usize,
+}
+
+/// A worker's shared state inside its thread: the [`WorkerBase`] plus the
+/// socket I/O driver (which also holds the free connection buffers).
+pub(crate) struct WorkerCtx<H> {
+    base: WorkerBase<H>,
     pub driver: uring::Driver,
+}
+
+impl<H> WorkerCtx<H> {
+    pub(crate) fn new(base: WorkerBase<H>, driver: uring::Driver) -> Self {
+        WorkerCtx { base, driver }
+    }
+}
+
+impl<H> std::ops::Deref for WorkerCtx<H> {
+    type Target = WorkerBase<H>;
+    fn deref(&self) -> &WorkerBase<H> {
+        &self.base
+    }
 }
 
 /// A configured server, ready to run.
@@ -133,12 +152,14 @@ impl<H: Handler> Server<H> {
             events.push(ev_rx);
             let init = worker::WorkerInit {
                 go: go.clone(),
-                id,
-                config: config.clone(),
-                handler: handler.clone(),
-                shared: shared.clone(),
-                limits,
-                rbuf_cap,
+                base: WorkerBase {
+                    id,
+                    config: config.clone(),
+                    handler: handler.clone(),
+                    shared: shared.clone(),
+                    limits,
+                    rbuf_cap,
+                },
                 listener,
                 commands: cmd_rx,
                 events: ev_tx,

@@ -11,13 +11,11 @@
 use super::connection::{Conn, LINGER, encode_error};
 use super::io::{Io, Waited, Watch};
 use super::uring::{Driver, SendBuf};
-use super::{WorkerCtx, health};
-use crate::config::ServerConfig;
+use super::{WorkerBase, WorkerCtx, health};
 use crate::handler::Handler;
 use crate::http::date;
-use crate::http::request::HeadLimits;
 use crate::shutdown::drain::{ConnGuard, WorkerDrain};
-use crate::shutdown::{Command, Event, Phase, Shared};
+use crate::shutdown::{Command, Event, Phase};
 use futures_lite::future;
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 use glommio::io::BufferedFile;
@@ -43,12 +41,7 @@ const REJECT_HEAD_WAIT: Duration = Duration::from_secs(1);
 pub(crate) struct WorkerInit<H> {
     /// Opens once the coordinator has registered its channel ends.
     pub go: Arc<Barrier>,
-    pub id: usize,
-    pub config: Arc<ServerConfig>,
-    pub handler: Arc<H>,
-    pub shared: Arc<Shared>,
-    pub limits: HeadLimits,
-    pub rbuf_cap: usize,
+    pub base: WorkerBase<H>,
     pub listener: socket2::Socket,
     pub commands: SharedReceiver<Command>,
     pub events: SharedSender<Event>,
@@ -56,12 +49,13 @@ pub(crate) struct WorkerInit<H> {
 
 /// The worker's main future: returns when it has stopped.
 pub(crate) async fn run<H: Handler>(init: WorkerInit<H>, driver: Driver) {
-    let WorkerInit { go, id, config, handler, shared, limits, rbuf_cap, listener, commands, events } = init;
+    let WorkerInit { go, base, listener, commands, events } = init;
     go.wait();
     // Connecting is a rendezvous with the coordinator: do both at once.
     let (events, commands) = future::zip(events.connect(), commands.connect()).await;
-    let drain = WorkerDrain::new(id, shared.clone());
-    let ctx = Rc::new(WorkerCtx { id, config, handler, shared, limits, rbuf_cap, driver });
+    let id = base.id;
+    let drain = WorkerDrain::new(id, base.shared.clone());
+    let ctx = Rc::new(WorkerCtx::new(base, driver));
 
     if let Err(e) = spawn_driver_tasks(&ctx) {
         log::error!("Worker {id}: cannot wait for io_uring completions: {e}");
