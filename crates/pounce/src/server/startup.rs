@@ -141,7 +141,7 @@ fn diagnose_io(e: &io::Error, limit: Memlock) -> String {
                 .to_string()
         }
         Some(libc::ENOSYS) => {
-            "this kernel has no io_uring (Linux 5.8 or newer with CONFIG_IO_URING is needed)".to_string()
+            "this kernel has no io_uring (Linux 5.19 or newer with CONFIG_IO_URING is needed)".to_string()
         }
         Some(libc::ENOMEM) if limit.soft < 64 << 20 => memlock_message(limit.soft, MIN_MEMLOCK),
         Some(libc::EPERM) => format!(
