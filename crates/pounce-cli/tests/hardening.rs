@@ -339,3 +339,31 @@ fn raise_nofile() {
         libc::setrlimit(libc::RLIMIT_NOFILE, &r);
     }
 }
+
+#[test]
+fn receive_buffer_starvation_recovers() {
+    // Each worker lends 512 receive buffers to the kernel. 600 connections
+    // whose handlers are busy while a pipelined request waits behind them
+    // hold more than that: some receives stop for lack of buffers and must
+    // resume once buffers come back. Every request is still answered.
+    let p = Pounce::start(&["demo", "--workers", "1", "--log-level", "debug"]);
+    raise_nofile();
+    let mut clients: Vec<Client> = (0..600).map(|_| Client::connect(p.addr)).collect();
+    for c in clients.iter_mut() {
+        c.send(b"GET /sleep/300 HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    // Once the slow requests are in, their followers arrive while the
+    // handlers sleep.
+    thread::sleep(Duration::from_millis(100));
+    for c in clients.iter_mut() {
+        c.send(b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let a = c.read_response(false).unwrap_or_else(|| panic!("slow response {i}"));
+        let b = c.read_response(false).unwrap_or_else(|| panic!("pipelined response {i}"));
+        assert_eq!((a.status, b.status), (200, 200), "connection {i}");
+        assert_eq!(b.text(), r#"{"message":"Hello, World!"}"#);
+    }
+    assert!(p.line_index("receive buffers exhausted").is_some(), "the test did not starve the buffer ring");
+    alive(&p);
+}

@@ -312,6 +312,7 @@ impl Driver {
         } else {
             match -res {
                 libc::ENOBUFS => {
+                    log::debug!("receive buffers exhausted; a connection waits for one to come back");
                     c.recv_starved = true;
                     self.starved.borrow_mut().push(ConnId { slot, generation });
                 }
