@@ -278,6 +278,18 @@ impl Driver {
         {
             let mut ring = self.ring.borrow_mut();
             cqes.extend(ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+            // Completions that did not fit the queue wait in the kernel
+            // until the ring is entered: enter and drain again.
+            while ring.submission().cq_overflow() {
+                if ring.submit().is_err() {
+                    break;
+                }
+                let before = cqes.len();
+                cqes.extend(ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+                if cqes.len() == before {
+                    break;
+                }
+            }
         }
         for &(ud, res, flags) in cqes.iter() {
             let (kind, generation, slot) = decode(ud);
