@@ -9,7 +9,7 @@
 
 use crate::http::Version;
 use crate::http::request::RequestHead;
-use futures_lite::Stream;
+use futures_lite::{Stream, StreamExt};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -116,10 +116,68 @@ impl fmt::Debug for Request<'_> {
     }
 }
 
+/// One piece of a streamed body: a `Vec`, a `'static` slice, or any owned
+/// buffer (a file read's buffer, say), sent as it is — large chunks go to the
+/// socket without being copied.
+pub struct Chunk(pub(crate) ChunkData);
+
+pub(crate) enum ChunkData {
+    Vec(Vec<u8>),
+    Static(&'static [u8]),
+    Buffer(Box<dyn AsRef<[u8]>>),
+}
+
+impl Chunk {
+    /// Wraps any owned buffer; it is dropped once its bytes are sent.
+    pub fn from_buffer(buf: impl AsRef<[u8]> + 'static) -> Chunk {
+        Chunk(ChunkData::Buffer(Box::new(buf)))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            ChunkData::Vec(v) => v,
+            ChunkData::Static(s) => s,
+            ChunkData::Buffer(b) => (**b).as_ref(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Vec<u8>> for Chunk {
+    fn from(v: Vec<u8>) -> Chunk {
+        Chunk(ChunkData::Vec(v))
+    }
+}
+
+impl From<&'static [u8]> for Chunk {
+    fn from(s: &'static [u8]) -> Chunk {
+        Chunk(ChunkData::Static(s))
+    }
+}
+
+impl From<&'static str> for Chunk {
+    fn from(s: &'static str) -> Chunk {
+        Chunk(ChunkData::Static(s.as_bytes()))
+    }
+}
+
+impl From<String> for Chunk {
+    fn from(s: String) -> Chunk {
+        Chunk(ChunkData::Vec(s.into_bytes()))
+    }
+}
+
 /// A stream of body chunks, produced after the head is sent. An `Err` item
 /// aborts the response (the connection is closed, since the client cannot be
 /// told otherwise once the head is out).
-pub type ChunkStream = Pin<Box<dyn Stream<Item = io::Result<Vec<u8>>>>>;
+pub type ChunkStream = Pin<Box<dyn Stream<Item = io::Result<Chunk>>>>;
 
 /// A response body.
 pub enum Body {
@@ -137,13 +195,17 @@ pub enum Body {
 }
 
 impl Body {
-    /// A streamed body of unknown length.
-    pub fn stream(chunks: impl Stream<Item = io::Result<Vec<u8>>> + 'static) -> Body {
-        Body::Stream { len: None, chunks: Box::pin(chunks) }
+    /// A streamed body of unknown length. Items are anything that converts
+    /// into a [`Chunk`] (`Vec<u8>`, `String`, `&'static [u8]`, a `Chunk`).
+    pub fn stream<C: Into<Chunk>>(chunks: impl Stream<Item = io::Result<C>> + 'static) -> Body {
+        Body::Stream { len: None, chunks: Box::pin(chunks.map(|c| c.map(Into::into))) }
     }
     /// A streamed body of exactly `len` bytes.
-    pub fn sized_stream(len: u64, chunks: impl Stream<Item = io::Result<Vec<u8>>> + 'static) -> Body {
-        Body::Stream { len: Some(len), chunks: Box::pin(chunks) }
+    pub fn sized_stream<C: Into<Chunk>>(
+        len: u64,
+        chunks: impl Stream<Item = io::Result<C>> + 'static,
+    ) -> Body {
+        Body::Stream { len: Some(len), chunks: Box::pin(chunks.map(|c| c.map(Into::into))) }
     }
     /// Length if known without running a stream.
     pub fn len(&self) -> Option<u64> {

@@ -62,7 +62,7 @@ mod time;
 pub use config::cli;
 pub use config::{ConfigError, LogFormat, ServerConfig, ServerConfigBuilder};
 pub use exit::ExitStatus;
-pub use handler::{Body, ChunkStream, Handler, Request, Response};
+pub use handler::{Body, Chunk, ChunkStream, Handler, Request, Response};
 pub use http::Version;
 pub use server::Server;
 

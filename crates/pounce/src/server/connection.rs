@@ -28,7 +28,7 @@ use super::io::{Io, Waited, Watch};
 use super::readbuf::ReadBuf;
 use super::uring::SendBuf;
 use super::{WorkerCtx, health};
-use crate::handler::{Body, Handler, Request, Response};
+use crate::handler::{Body, ChunkData, Handler, Request, Response};
 use crate::http::Version;
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
 use crate::http::request::{Framing, HeadError, RequestHead, parse_head};
@@ -573,6 +573,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                     budget = budget.saturating_sub(asked.elapsed());
                     match got {
                         Waited::Done(Ok(Some(Ok(chunk)))) => {
+                            let chunk: crate::handler::Chunk = chunk;
                             sent += chunk.len() as u64;
                             if len.is_some_and(|n| sent > n) {
                                 log::error!(
@@ -581,7 +582,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                                 return (Flow::Abort, status, sent);
                             }
                             if chunked {
-                                encode_chunk(self.out(), &chunk);
+                                encode_chunk(self.out(), chunk.as_bytes());
                             } else if self.wbuf.is_empty() && chunk.len() > COALESCE_MAX / 4 {
                                 // Sized stream, big chunk: hand it over as it
                                 // is instead of copying it (one send in
@@ -592,9 +593,13 @@ impl<'c, H: Handler> Conn<'c, H> {
                                         return (Flow::Abort, status, sent);
                                     }
                                 }
-                                self.io.send(SendBuf::Owned(chunk));
+                                self.io.send(match chunk.0 {
+                                    ChunkData::Vec(v) => SendBuf::Owned(v),
+                                    ChunkData::Static(s) => SendBuf::Static(s),
+                                    ChunkData::Buffer(b) => SendBuf::Boxed(b),
+                                });
                             } else {
-                                self.out().extend_from_slice(&chunk);
+                                self.out().extend_from_slice(chunk.as_bytes());
                             }
                         }
                         Waited::Done(Ok(None)) => break,

@@ -23,6 +23,7 @@
 
 use futures_lite::{Stream, ready};
 use glommio::io::BufferedFile;
+use pounce::Chunk;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -35,7 +36,22 @@ pub const CHUNK: usize = 64 * 1024;
 /// Reads exactly `len` bytes at `pos` (several reads if the kernel returns
 /// fewer); a file that shrank underneath is an error.
 pub async fn read_exact_at(file: &BufferedFile, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+    read_at(file, pos, len).await.map(|c| c.as_bytes().to_vec())
+}
+
+/// Like [`read_exact_at`], as a body [`Chunk`]: when one read returns it
+/// all (the usual case) the read's own buffer is the chunk, sent without a
+/// copy.
+pub async fn read_at(file: &BufferedFile, pos: u64, len: usize) -> io::Result<Chunk> {
+    let first = file.read_at(pos, len).await.map_err(io::Error::from)?;
+    if first.len() == len {
+        return Ok(Chunk::from_buffer(FileBuf(first)));
+    }
+    if first.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read"));
+    }
     let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&first);
     while out.len() < len {
         let got = file.read_at(pos + out.len() as u64, len - out.len()).await.map_err(io::Error::from)?;
         if got.is_empty() {
@@ -43,7 +59,16 @@ pub async fn read_exact_at(file: &BufferedFile, pos: u64, len: usize) -> io::Res
         }
         out.extend_from_slice(&got);
     }
-    Ok(out)
+    Ok(Chunk::from(out))
+}
+
+/// A glommio read's buffer as a body chunk.
+struct FileBuf(glommio::io::ReadResult);
+
+impl AsRef<[u8]> for FileBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// `len` bytes of `file` from `start`, as chunks of at most [`CHUNK`].
@@ -51,7 +76,7 @@ pub fn chunks(file: Rc<BufferedFile>, start: u64, len: u64) -> FileChunks {
     FileChunks { file, pos: start, left: len, next: None }
 }
 
-type Read = Pin<Box<dyn Future<Output = io::Result<Vec<u8>>>>>;
+type Read = Pin<Box<dyn Future<Output = io::Result<Chunk>>>>;
 
 /// The chunk stream, one read ahead: when a chunk is handed out, the read
 /// of the next one is submitted at once, so the file read overlaps the
@@ -74,12 +99,12 @@ impl FileChunks {
         let (file, pos) = (self.file.clone(), self.pos);
         self.pos += n as u64;
         self.left -= n as u64;
-        Some(Box::pin(async move { read_exact_at(&file, pos, n).await }))
+        Some(Box::pin(async move { read_at(&file, pos, n).await }))
     }
 }
 
 impl Stream for FileChunks {
-    type Item = io::Result<Vec<u8>>;
+    type Item = io::Result<Chunk>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();

@@ -84,6 +84,8 @@ pub(crate) struct ConnId {
 pub(crate) enum SendBuf {
     Owned(Vec<u8>),
     Static(&'static [u8]),
+    /// Any other owned buffer (a handler's stream chunk).
+    Boxed(Box<dyn AsRef<[u8]>>),
 }
 
 impl SendBuf {
@@ -91,6 +93,7 @@ impl SendBuf {
         match self {
             SendBuf::Owned(v) => v,
             SendBuf::Static(s) => s,
+            SendBuf::Boxed(b) => (**b).as_ref(),
         }
     }
 }
