@@ -376,3 +376,33 @@ fn without_notify_socket_it_still_works() {
     assert_eq!(p.wait_exit(EXIT), Some(0));
     assert!(p.line_index("NOTIFY_SOCKET").is_none());
 }
+
+#[test]
+fn a_health_probe_on_a_new_connection_while_draining_gets_the_health_json() {
+    let mut p = Pounce::start(&["demo", "--workers", "1", "--health-check-path", "/health"]);
+    let slow = spawn_request(p.addr, "GET /sleep/1500 HTTP/1.1\r\nHost: t\r\n\r\n");
+    thread::sleep(Duration::from_millis(200));
+    p.sigterm();
+    p.wait_log("draining 1 active connection(s)", Duration::from_secs(2)).expect("draining");
+    let r = get(p.addr, "/health?probe=1");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(r.text().starts_with(r#"{"status":"draining","worker":1,"#), "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // Anything else on a new connection gets the plain 503.
+    let r = get(p.addr, "/");
+    assert_eq!((r.status, r.text().as_str()), (503, "Service Unavailable\n"));
+    // HEAD: the same head, and nothing after it before the close.
+    let out = common::raw(p.addr, b"HEAD /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(
+        out.starts_with("HTTP/1.1 503 ") && out.contains("\r\nContent-Type: application/json\r\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("\r\n\r\n"), "no body after a HEAD response: {out:?}");
+    assert_eq!(get(p.addr, "/healthz").text(), "Service Unavailable\n", "only the exact path");
+    let mut c = Client::connect(p.addr);
+    c.send(b"POST /health HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(c.read_response(false).unwrap().text(), "Service Unavailable\n");
+    assert_eq!(slow.join().unwrap().unwrap().status, 200);
+    assert_eq!(p.wait_exit(EXIT), Some(0));
+}

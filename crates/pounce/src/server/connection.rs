@@ -38,7 +38,7 @@ use crate::shutdown::Phase;
 use futures_lite::{FutureExt, StreamExt};
 use std::borrow::Cow;
 use std::future::poll_fn;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
@@ -49,10 +49,6 @@ use std::time::{Duration, Instant};
 /// leave in one write; larger ones are written straight from the handler's
 /// buffer after the head.
 const COALESCE_MAX: usize = 64 * 1024;
-/// Write buffer capacity kept between requests.
-const WBUF_KEEP: usize = 64 * 1024;
-/// Body buffer capacity kept between requests.
-const BODY_KEEP: usize = 64 * 1024;
 /// How long a closing connection waits for the client's FIN.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
@@ -114,20 +110,21 @@ impl<'c, H: Handler> Conn<'c, H> {
         }
     }
 
-    /// Serves requests until the connection ends.
+    /// Serves requests until the connection ends. The socket is shut down
+    /// and closed when the connection (its [`Io`]) is dropped.
     pub(crate) async fn run(&mut self) {
         loop {
             match self.next_head().await {
                 Next::Head => {}
                 Next::Quiet => {
                     self.flush_all().await;
-                    return self.io.shutdown(Shutdown::Both);
+                    return;
                 }
                 Next::Refuse(status) => {
                     let flow = self.refuse(status);
                     return self.finish(flow).await;
                 }
-                Next::Forced => return self.io.shutdown(Shutdown::Both),
+                Next::Forced => return,
             }
             // Boxed: its state is large and only exists while serving.
             match Box::pin(self.burst()).await {
@@ -162,15 +159,14 @@ impl<'c, H: Handler> Conn<'c, H> {
         }
     }
 
+    /// Ends the connection: a lingering close after a `Connection: close`
+    /// response; otherwise (abort) the drop of the [`Io`] shuts it down.
     async fn finish(&mut self, flow: Flow) {
-        match flow {
-            Flow::Close if self.flush().await => {
-                let pool = &self.ctx.driver.pool;
-                let mut scratch = pool.take_read();
-                self.io.linger_close(LINGER, &mut scratch).await;
-                pool.put_read(scratch);
-            }
-            _ => self.io.shutdown(Shutdown::Both),
+        if flow == Flow::Close && self.flush().await {
+            let pool = &self.ctx.driver.pool;
+            let mut scratch = pool.take_read();
+            self.io.linger_close(LINGER, &mut scratch).await;
+            pool.put_read(scratch);
         }
     }
 
@@ -309,7 +305,10 @@ impl<'c, H: Handler> Conn<'c, H> {
         };
         let req = Request { buf: data, head: &self.head, body, peer: self.peer, worker: ctx.id };
         let is_head = self.head.is_head_method(data);
-        let deadline = Instant::now() + cfg.request_timeout;
+        // The handler's time starts once the body is in: for a request
+        // without one (most), that is now already.
+        let body_done = if self.head.framing == Framing::Empty { started } else { Instant::now() };
+        let deadline = body_done + cfg.request_timeout;
 
         // The health endpoint is answered here, without the app.
         let mut must_close = false;
@@ -380,13 +379,10 @@ impl<'c, H: Handler> Conn<'c, H> {
             );
         }
 
-        // Done with this request's bytes.
+        // Done with this request's bytes. (The body buffer itself goes when
+        // the connection is idle: release_buffers.)
         self.rbuf.consume(request_end);
-        if self.body.capacity() > BODY_KEEP {
-            self.body = Vec::new();
-        } else {
-            self.body.clear();
-        }
+        self.body.clear();
         self.served += 1;
         self.idle_since = Instant::now();
         flow
@@ -632,12 +628,6 @@ impl<'c, H: Handler> Conn<'c, H> {
                 }
                 if chunked {
                     self.out().extend_from_slice(LAST_CHUNK);
-                }
-                if self.wbuf.capacity() > WBUF_KEEP {
-                    if !self.flush().await {
-                        return (Flow::Abort, status, sent);
-                    }
-                    self.wbuf = Vec::new();
                 }
                 (flow, status, sent)
             }

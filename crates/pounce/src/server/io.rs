@@ -10,8 +10,8 @@
 //!
 //! Writes are handed to the driver ([`Io::send`]) and complete in the
 //! background; [`Io::sent`] waits for the one in flight. Dropping an `Io`
-//! releases the socket to the driver, which closes it once nothing is in
-//! flight.
+//! is how a connection ends: the driver shuts the socket down (so the
+//! receive in flight completes) and closes it once nothing is in flight.
 
 use super::uring::{ConnId, Driver, SendBuf};
 use crate::shutdown::Phase;
@@ -179,6 +179,7 @@ impl<'d> Io<'d> {
     }
 
     /// `shutdown(2)` one or both directions; errors (already closed) ignored.
+    /// (Dropping the `Io` shuts both down; this is for half-closing.)
     pub(crate) fn shutdown(&self, how: std::net::Shutdown) {
         let how = match how {
             std::net::Shutdown::Read => libc::SHUT_RD,
@@ -194,10 +195,10 @@ impl<'d> Io<'d> {
     /// closes too (or `linger` passes, or 64 KiB were discarded). Closing
     /// with unread data makes the kernel send a reset, which can destroy a
     /// response the client has not read yet. `scratch` receives the
-    /// discarded bytes.
+    /// discarded bytes. The final shutdown is the drop's.
     pub(crate) async fn linger_close(&mut self, linger: Duration, scratch: &mut [u8]) {
         if !matches!(self.sent(linger).await, Waited::Done(Ok(()))) {
-            return self.shutdown(std::net::Shutdown::Both);
+            return;
         }
         self.shutdown(std::net::Shutdown::Write);
         let deadline = Instant::now() + linger;
@@ -208,7 +209,6 @@ impl<'d> Io<'d> {
                 _ => break,
             }
         }
-        self.shutdown(std::net::Shutdown::Both);
     }
 }
 

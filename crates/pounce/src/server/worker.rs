@@ -14,6 +14,7 @@ use super::uring::{Driver, SendBuf};
 use super::{WorkerBase, WorkerCtx, health};
 use crate::handler::Handler;
 use crate::http::date;
+use crate::http::request::{RequestHead, parse_head};
 use crate::shutdown::drain::{ConnGuard, WorkerDrain};
 use crate::shutdown::{Command, Event, Phase};
 use futures_lite::future;
@@ -23,7 +24,7 @@ use glommio::timer::Timer;
 use socket2::SockRef;
 use std::cell::Cell;
 use std::future::poll_fn;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -242,70 +243,59 @@ fn refuse<H: Handler>(
             Refusal::Draining => ("1", true),
             Refusal::Overloaded => ("5", false),
         };
-        let mut got_bytes = !wait_for_head;
-        let mut request_line = Vec::new();
+        // The head is read with the connection loop's own parser; a head
+        // larger than the buffer, or malformed, still gets the 503.
         let mut buf = [0u8; 4096];
+        let mut seen = 0usize;
+        let mut head = RequestHead::default();
+        let mut parsed = false;
         if wait_for_head {
             let deadline = Instant::now() + REJECT_HEAD_WAIT;
-            let mut seen = 0usize;
-            let mut tail = [0u8; 4];
-            loop {
-                match io.read(&mut buf[seen.min(2048)..], deadline, Watch::Forced).await {
-                    Waited::Done(Ok(n)) if n > 0 => {
-                        got_bytes = true;
-                        let at = seen.min(2048);
-                        seen += n;
-                        if seen <= 2048 {
-                            request_line.extend_from_slice(&buf[at..at + n]);
-                        }
-                        if ends_head(&mut tail, &buf[at..at + n]) || seen > 64 * 1024 {
-                            break;
-                        }
-                    }
+            while seen < buf.len() {
+                match io.read(&mut buf[seen..], deadline, Watch::Forced).await {
+                    Waited::Done(Ok(n)) if n > 0 => seen += n,
                     _ => break,
+                }
+                match parse_head(&buf[..seen], ctx.limits, &mut head) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        parsed = true;
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
         }
-        if got_bytes {
+        if seen > 0 || !wait_for_head {
             let mut out = Vec::with_capacity(512);
+            let data = &buf[..seen];
+            let method = head.method.get(data);
             match &ctx.config.health_check_path {
                 // A readiness probe on a fresh connection still gets the
                 // health JSON ("draining"), not a bare 503.
-                Some(path) if is_health_probe(&request_line, path) => {
+                Some(path)
+                    if parsed
+                        && (method == b"GET" || method == b"HEAD")
+                        && head.path.get(data) == path.as_bytes() =>
+                {
                     health::encode_draining(&mut out, ctx.id, io.drain().active(), &ctx.shared);
                 }
                 _ => encode_error(&mut out, 503, &[("Retry-After", retry_after)]),
+            }
+            if parsed && method == b"HEAD" {
+                // The same head (Content-Length included), no body.
+                let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").map_or(out.len(), |i| i + 4);
+                out.truncate(head_end);
             }
             if let Waited::Done(Ok(())) = io.write_all(SendBuf::Owned(out), LINGER).await {
                 io.linger_close(LINGER, &mut buf).await;
             }
         }
-        io.shutdown(Shutdown::Both);
+        // Dropping the Io shuts the socket down and closes it.
         drop(io);
         rejecting.set(rejecting.get() - 1);
     })
     .detach();
-}
-
-/// `GET /health HTTP/1.1` or `HEAD /health?x HTTP/1.1` for `path` = /health.
-fn is_health_probe(head: &[u8], path: &str) -> bool {
-    let line = head.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or(b"");
-    let mut parts = line.split(|&b| b == b' ');
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return false };
-    let target_path = target.split(|&b| b == b'?').next().unwrap_or(b"");
-    (method == b"GET" || method == b"HEAD") && target_path == path.as_bytes()
-}
-
-/// Tracks the last four bytes across reads; true once `\r\n\r\n` is seen.
-fn ends_head(tail: &mut [u8; 4], data: &[u8]) -> bool {
-    for &b in data {
-        tail.rotate_left(1);
-        tail[3] = b;
-        if tail == b"\r\n\r\n" {
-            return true;
-        }
-    }
-    false
 }
 
 /// Stops accepting, answers the connections already accepted or still
@@ -358,25 +348,5 @@ async fn tick_date() {
         let into_second = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let wait = Duration::from_nanos(1_000_000_000 - u64::from(into_second)) + Duration::from_millis(1);
         Timer::new(wait).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn health_probe_lines() {
-        assert!(super::is_health_probe(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", "/health"));
-        assert!(super::is_health_probe(b"HEAD /health?v=1 HTTP/1.1\r\n", "/health"));
-        assert!(!super::is_health_probe(b"POST /health HTTP/1.1\r\n", "/health"));
-        assert!(!super::is_health_probe(b"GET /healthz HTTP/1.1\r\n", "/health"));
-        assert!(!super::is_health_probe(b"GET", "/health"));
-    }
-
-    #[test]
-    fn ends_head_across_reads() {
-        let mut tail = [0u8; 4];
-        assert!(!super::ends_head(&mut tail, b"GET / HTTP/1.1\r\nHost: x\r"));
-        assert!(!super::ends_head(&mut tail, b"\n"));
-        assert!(super::ends_head(&mut tail, b"\r\nbody"));
     }
 }
