@@ -32,40 +32,16 @@ for s in $SIZES; do
     [[ "$s" =~ ^[1-9][0-9]*[km]$ ]] || { echo "--sizes takes sizes like 1k or 4m, got $s" >&2; exit 2; }
 done
 
-REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 NGINX="${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
-log() { printf '[static-bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
 [[ -x "$NGINX" ]] || die "nginx is not installed (apt-get install nginx-light)"
 
-PIDS=()
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/pounce-static-bench.XXXXXX")"
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-    for pid in "${PIDS[@]}"; do
-        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-    done
-    [[ -z "${KEEP_TMP:-}" ]] && rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_init   # temp dir and the EXIT trap that kills every tracked pid
+TMP=$BENCH_TMP
 
-# A free port on 127.0.0.1: nothing accepts a connection there.
-free_port() {
-    local p i
-    for ((i = 0; i < 200; i++)); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-    done
-    die "no free port found"
-}
-
+# Waits until something accepts on PORT, while PID lives.
 wait_port() {
     local port=$1 pid=$2 i
     for ((i = 0; i < 200; i++)); do
@@ -76,13 +52,9 @@ wait_port() {
     return 1
 }
 
-if [[ -n "${POUNCE_BIN:-}" ]]; then
-    :
-elif ((BUILD)); then
-    log "building pounce (release)"
-    (cd "$REPO_DIR" && cargo build --release -p pounce-cli) >&2 || die "build failed"
-fi
-if [[ -z "${POUNCE_BIN:-}" ]]; then
+if ((BUILD)); then
+    build_pounce   # (a preset POUNCE_BIN skips the build)
+elif [[ -z "${POUNCE_BIN:-}" ]]; then
     t="${CARGO_TARGET_DIR:-target}"; [[ "$t" == /* ]] || t="$REPO_DIR/$t"
     POUNCE_BIN="$t/release/pounce"
 fi
@@ -129,14 +101,14 @@ http {
 EOF
 "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" 2>"$TMP/nginx/stderr" &
 NGINX_PID=$!
-PIDS+=("$NGINX_PID")
+track_pid "$NGINX_PID"
 wait_port "$NGINX_PORT" "$NGINX_PID" || die "nginx did not start: $(cat "$TMP/nginx/stderr" "$TMP/nginx/logs/error.log" 2>/dev/null)"
 
 POUNCE_PORT=$(free_port)
 "$POUNCE_BIN" "static:$ROOT" --port "$POUNCE_PORT" --workers "$WORKERS" --log-level warn \
     2>"$TMP/pounce.log" &
 POUNCE_PID=$!
-PIDS+=("$POUNCE_PID")
+track_pid "$POUNCE_PID"
 wait_port "$POUNCE_PORT" "$POUNCE_PID" || die "pounce did not start: $(cat "$TMP/pounce.log")"
 
 # Both must serve the same bytes.
@@ -153,10 +125,7 @@ rps_of() { awk '/^Requests\/sec:/ {print $2; f=1} END {if (!f) print 0}' "$1"; }
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 run_wrk() {  # port path duration out
-    timeout -k 5 $(($3 + 30)) wrk -t1 -c64 -d"$3s" "http://127.0.0.1:$1$2" >"$4" 2>&1 &
-    local pid=$!
-    PIDS+=("$pid")
-    wait "$pid"
+    run_client $(($3 + 30)) wrk -t1 -c64 -d"$3s" "http://127.0.0.1:$1$2" >"$4" 2>&1
 }
 
 log "pounce static vs nginx $("$NGINX" -v 2>&1 | sed 's/.*: //'): $WORKERS workers each, wrk -t1 -c64 -d${DURATION}s, $ROUNDS rounds alternated, $(nproc) CPUs"
