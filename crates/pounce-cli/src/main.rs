@@ -74,6 +74,20 @@ fn add_static_args(cmd: Command) -> Command {
                 .action(ArgAction::Set)
                 .help("Serve dotfiles such as .env or .git/ (/.well-known/ always is) [default: off]"),
         )
+        .arg(
+            Arg::new("sendfile")
+                .long("sendfile")
+                .env("POUNCE_SENDFILE")
+                .value_name("BOOL")
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true")
+                .action(ArgAction::Set)
+                .help(
+                    "Send files zero-copy with sendfile(2); false reads them through io_uring \
+                     instead (blocking disk reads never stall a worker) [default: on]",
+                ),
+        )
         .next_help_heading(None)
 }
 
@@ -98,6 +112,9 @@ fn static_options(m: &ArgMatches) -> Result<options::Options, String> {
     }
     if let Some((v, from)) = get("static_hidden", "POUNCE_STATIC_HIDDEN") {
         o.hidden = options::boolean("static_hidden", &v).map_err(|e| e + &from)?;
+    }
+    if let Some((v, from)) = get("sendfile", "POUNCE_SENDFILE") {
+        o.sendfile = options::boolean("sendfile", &v).map_err(|e| e + &from)?;
     }
     Ok(o)
 }

@@ -2,7 +2,9 @@
 //! makes for itself: methods, path confinement (traversal, encoded
 //! traversal, escaping symlinks, dotfiles), directories, types, validators
 //! and conditional requests, ranges, precompressed siblings, options, a
-//! 5 MiB file intact, and a download in progress at SIGTERM.
+//! 5 MiB file intact, and a download in progress at SIGTERM. The tests of
+//! body bytes run twice: with `sendfile(2)` (the default) and with
+//! `--sendfile=false` (io_uring reads).
 
 mod common;
 
@@ -16,7 +18,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// The static app's own variables: a test must not inherit them.
-const STATIC_ENV: &[&str] = &["POUNCE_CACHE_CONTROL", "POUNCE_INDEX_CACHE_CONTROL", "POUNCE_STATIC_HIDDEN"];
+const STATIC_ENV: &[&str] =
+    &["POUNCE_CACHE_CONTROL", "POUNCE_INDEX_CACHE_CONTROL", "POUNCE_STATIC_HIDDEN", "POUNCE_SENDFILE"];
+
+/// The two ways file bodies are sent: `sendfile(2)` (the default) and
+/// io_uring reads. Tests of body bytes run in both.
+const SENDFILE: &[&str] = &[];
+const URING_READS: &[&str] = &["--sendfile=false"];
 
 /// A directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -350,10 +358,19 @@ fn directories_redirect_serve_index_and_never_list() {
 
 #[test]
 fn five_mib_file_arrives_intact() {
+    five_mib_file_arrives_intact_with(SENDFILE);
+}
+
+#[test]
+fn five_mib_file_arrives_intact_through_io_uring_reads() {
+    five_mib_file_arrives_intact_with(URING_READS);
+}
+
+fn five_mib_file_arrives_intact_with(mode: &[&str]) {
     let d = TempDir::new("big");
     let data = pattern(5 << 20, 42);
     d.write("big.bin", &data);
-    let p = start(&d, &[]);
+    let p = start(&d, mode);
     // Twice on one connection: the second from the open-file cache.
     let mut c = Client::connect(p.addr);
     for _ in 0..2 {
@@ -368,12 +385,21 @@ fn five_mib_file_arrives_intact() {
 
 #[test]
 fn ranges_at_both_ends_and_unsatisfiable() {
+    ranges_at_both_ends_and_unsatisfiable_with(SENDFILE);
+}
+
+#[test]
+fn ranges_at_both_ends_and_unsatisfiable_through_io_uring_reads() {
+    ranges_at_both_ends_and_unsatisfiable_with(URING_READS);
+}
+
+fn ranges_at_both_ends_and_unsatisfiable_with(mode: &[&str]) {
     let d = TempDir::new("ranges");
     let data = pattern(5 << 20, 9);
     let size = data.len();
     d.write("big.bin", &data);
     d.write("small.txt", "0123456789");
-    let p = start(&d, &[]);
+    let p = start(&d, mode);
     let range = |path: &str, spec: &str| get_with(p.addr, path, &[("Range", spec)]);
 
     let r = range("/big.bin", "bytes=0-99");
@@ -597,6 +623,8 @@ fn bad_static_options_exit_2_naming_the_option() {
         (&[], &[("POUNCE_CACHE_CONTROL", "max-age=")], "(from POUNCE_CACHE_CONTROL)"),
         (&["--static-hidden=maybe"], &[], "error: static_hidden must be true or false, got 'maybe'"),
         (&[], &[("POUNCE_STATIC_HIDDEN", "perhaps")], "(from POUNCE_STATIC_HIDDEN)"),
+        (&["--sendfile=sometimes"], &[], "error: sendfile must be true or false, got 'sometimes'"),
+        (&[], &[("POUNCE_SENDFILE", "2")], "(from POUNCE_SENDFILE)"),
     ];
     for (args, env, want) in cases {
         let mut all = vec![app.as_str(), "--port", "0"];
@@ -726,10 +754,19 @@ fn split(mut buf: Vec<u8>, head_end: Option<usize>, complete: bool) -> (String, 
 
 #[test]
 fn download_in_progress_at_sigterm_completes_then_exit_0() {
+    download_in_progress_at_sigterm_completes_then_exit_0_with(SENDFILE);
+}
+
+#[test]
+fn download_in_progress_at_sigterm_completes_then_exit_0_through_io_uring_reads() {
+    download_in_progress_at_sigterm_completes_then_exit_0_with(URING_READS);
+}
+
+fn download_in_progress_at_sigterm_completes_then_exit_0_with(mode: &[&str]) {
     let d = TempDir::new("drain");
     let data = pattern(12 << 20, 3);
     d.write("big.bin", &data);
-    let mut p = start(&d, &["--shutdown-timeout", "20"]);
+    let mut p = start(&d, &[mode, &["--shutdown-timeout", "20"]].concat());
     let mut s = small_rcvbuf_connect(p.addr);
     // SIGTERM once 1 MiB of the body has arrived: the download is under way.
     let mut signalled = false;
@@ -759,9 +796,18 @@ fn download_in_progress_at_sigterm_completes_then_exit_0() {
 
 #[test]
 fn stalled_download_is_force_closed_at_shutdown_timeout() {
+    stalled_download_is_force_closed_at_shutdown_timeout_with(SENDFILE);
+}
+
+#[test]
+fn stalled_download_is_force_closed_at_shutdown_timeout_through_io_uring_reads() {
+    stalled_download_is_force_closed_at_shutdown_timeout_with(URING_READS);
+}
+
+fn stalled_download_is_force_closed_at_shutdown_timeout_with(mode: &[&str]) {
     let d = TempDir::new("stall");
     d.write("big.bin", pattern(12 << 20, 5));
-    let mut p = start(&d, &["--shutdown-timeout", "1"]);
+    let mut p = start(&d, &[mode, &["--shutdown-timeout", "1"]].concat());
     let mut s = small_rcvbuf_connect(p.addr);
     // Read a little, then stop reading: the server's writes stall.
     let (head, body, complete) = slow_download(&mut s, 64.0 * 1024.0 * 1024.0, Some(256 * 1024), &mut |_| {});
@@ -781,13 +827,22 @@ fn stalled_download_is_force_closed_at_shutdown_timeout() {
 
 #[test]
 fn a_slow_download_outlasting_request_timeout_is_not_cut() {
+    a_slow_download_outlasting_request_timeout_is_not_cut_with(SENDFILE);
+}
+
+#[test]
+fn a_slow_download_outlasting_request_timeout_is_not_cut_through_io_uring_reads() {
+    a_slow_download_outlasting_request_timeout_is_not_cut_with(URING_READS);
+}
+
+fn a_slow_download_outlasting_request_timeout_is_not_cut_with(mode: &[&str]) {
     // request_timeout bounds the handler (reading the file is fast); the
     // client's slowness is bounded per write instead. 12 MiB at ~4 MiB/s
     // takes ~3 s, three times request_timeout.
     let d = TempDir::new("slowdl");
     let data = pattern(12 << 20, 9);
     d.write("big.bin", &data);
-    let p = start(&d, &["--request-timeout", "1"]);
+    let p = start(&d, &[mode, &["--request-timeout", "1"]].concat());
     let mut s = small_rcvbuf_connect(p.addr);
     let t = Instant::now();
     let (head, body, complete) = slow_download(&mut s, 4.0 * 1024.0 * 1024.0, None, &mut |_| {});
@@ -795,4 +850,103 @@ fn a_slow_download_outlasting_request_timeout_is_not_cut() {
     assert!(t.elapsed() > Duration::from_millis(1500), "the download really outlasted request_timeout");
     assert!(complete, "cut at {} of {} bytes; log:\n{}", body.len(), data.len(), p.log_text());
     assert!(body == data);
+}
+
+#[test]
+fn pipelined_requests_keep_their_order_around_file_bodies() {
+    pipelined_requests_keep_their_order_around_file_bodies_with(SENDFILE);
+}
+
+#[test]
+fn pipelined_requests_keep_their_order_around_file_bodies_through_io_uring_reads() {
+    pipelined_requests_keep_their_order_around_file_bodies_with(URING_READS);
+}
+
+/// A file body sent by `sendfile(2)` must not overtake the responses queued
+/// before it in the ring, nor be overtaken by those after it.
+fn pipelined_requests_keep_their_order_around_file_bodies_with(mode: &[&str]) {
+    let d = TempDir::new("pipeline");
+    let big = pattern(3 << 20, 11);
+    let mid = pattern(100 * 1024, 12);
+    d.write("big.bin", &big);
+    d.write("mid.bin", &mid);
+    d.write("a.txt", "first\n");
+    d.write("b.txt", "last\n");
+    let p = start(&d, mode);
+    let mut c = Client::connect(p.addr);
+    let mut burst = Vec::new();
+    for path in ["/a.txt", "/big.bin", "/a.txt", "/mid.bin", "/missing", "/b.txt"] {
+        burst.extend_from_slice(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    }
+    burst.extend_from_slice(b"GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=1000-1999\r\n\r\n");
+    c.send(&burst);
+    let mut next = || c.read_response(false).expect("a response");
+    assert_eq!(next().text(), "first\n");
+    let r = next();
+    assert_eq!(r.status, 200);
+    assert!(r.body == big, "big body differs (checksum {:x})", checksum(&r.body));
+    assert_eq!(next().text(), "first\n");
+    assert!(next().body == mid);
+    assert_eq!(next().status, 404);
+    assert_eq!(next().text(), "last\n");
+    let r = next();
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &big[1000..2000]);
+
+    // A first request padded so that the second one's head straddles the
+    // server's 4 KiB read buffer: the first response is handed to the ring
+    // before the rest of the second head is read, so it is still in flight
+    // when the file's bytes are ready to go.
+    for first_len in [4070, 4080, 4090] {
+        let mut first = b"GET /missing HTTP/1.1\r\nHost: t\r\nX-Pad: ".to_vec();
+        first.resize(first_len - 4, b'p');
+        first.extend_from_slice(b"\r\n\r\n");
+        first.extend_from_slice(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+        let mut c = Client::connect(p.addr);
+        c.send(&first);
+        assert_eq!(c.read_response(false).expect("the 404").status, 404, "pad {first_len}");
+        let r = c.read_response(false).expect("the file");
+        assert!(r.body == big, "pad {first_len}: body differs (checksum {:x})", checksum(&r.body));
+    }
+}
+
+#[test]
+fn a_file_truncated_while_it_is_sent_closes_only_that_connection() {
+    a_file_truncated_while_it_is_sent_closes_only_that_connection_with(SENDFILE);
+}
+
+#[test]
+fn a_file_truncated_while_it_is_sent_closes_only_that_connection_through_io_uring_reads() {
+    a_file_truncated_while_it_is_sent_closes_only_that_connection_with(URING_READS);
+}
+
+/// The head promised the old length; the server cannot keep that promise,
+/// so it closes the connection (the client sees a short body, never bytes
+/// from past the new end), and goes on serving everyone else.
+fn a_file_truncated_while_it_is_sent_closes_only_that_connection_with(mode: &[&str]) {
+    let d = TempDir::new("truncate");
+    let data = pattern(12 << 20, 21);
+    let path = d.write("big.bin", &data);
+    d.write("ok.txt", "still here\n");
+    let p = start(&d, mode);
+    let mut s = small_rcvbuf_connect(p.addr);
+    let mut truncated = false;
+    let mut at = |got: usize| {
+        if !truncated && got >= 1 << 20 {
+            std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(2 << 20).unwrap();
+            truncated = true;
+        }
+    };
+    let (head, body, complete) = slow_download(&mut s, 16.0 * 1024.0 * 1024.0, None, &mut at);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!complete, "the body cannot be complete: the file lost 10 MiB");
+    assert!(body.len() < 12 << 20);
+    let n = body.len().min(2 << 20);
+    assert!(body[..n] == data[..n], "bytes before the cut must be the file's");
+    assert_eq!(common::get(p.addr, "/ok.txt").text(), "still here\n");
+    assert!(
+        p.wait_log("connection closed", Duration::from_secs(5)).is_some(),
+        "the cut is logged; log:\n{}",
+        p.log_text()
+    );
 }

@@ -15,7 +15,9 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::rc::Rc;
 
 /// An HTTP application.
 ///
@@ -192,6 +194,18 @@ pub enum Body {
         len: Option<u64>,
         chunks: ChunkStream,
     },
+    /// `len` bytes of an open file from `offset`, sent with `Content-Length`
+    /// by `sendfile(2)`: the bytes go from the page cache to the socket
+    /// without passing through user space (what nginx's `sendfile on` does).
+    /// The file must stay at least `offset + len` bytes long while it is
+    /// sent; if it shrinks, the connection is closed. As with nginx, a
+    /// `sendfile` of bytes not in the page cache reads them from disk on the
+    /// worker's thread.
+    File {
+        file: Rc<dyn AsRawFd>,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl Body {
@@ -207,12 +221,17 @@ impl Body {
     ) -> Body {
         Body::Stream { len: Some(len), chunks: Box::pin(chunks.map(|c| c.map(Into::into))) }
     }
+    /// `len` bytes of `file` from `offset`, sent zero-copy (see [`Body::File`]).
+    pub fn file(file: Rc<dyn AsRawFd>, offset: u64, len: u64) -> Body {
+        Body::File { file, offset, len }
+    }
     /// Length if known without running a stream.
     pub fn len(&self) -> Option<u64> {
         match self {
             Body::Empty => Some(0),
             Body::Bytes(b) => Some(b.len() as u64),
             Body::Stream { len, .. } => *len,
+            Body::File { len, .. } => Some(*len),
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -226,6 +245,9 @@ impl fmt::Debug for Body {
             Body::Empty => f.write_str("Body::Empty"),
             Body::Bytes(b) => write!(f, "Body::Bytes({} bytes)", b.len()),
             Body::Stream { len, .. } => write!(f, "Body::Stream(len: {len:?})"),
+            Body::File { file, offset, len } => {
+                write!(f, "Body::File(fd {}, {len} bytes from {offset})", file.as_raw_fd())
+            }
         }
     }
 }

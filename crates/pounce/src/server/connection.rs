@@ -38,6 +38,7 @@ use crate::shutdown::Phase;
 use futures_lite::{FutureExt, StreamExt};
 use std::borrow::Cow;
 use std::future::poll_fn;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
@@ -550,6 +551,31 @@ impl<'c, H: Handler> Conn<'c, H> {
                 };
                 let r = self.io.write_all(buf, stall).await;
                 if self.written(r) { (flow, status, len) } else { (Flow::Abort, status, 0) }
+            }
+            Body::File { file, offset, len } => {
+                // The file's bytes must follow everything queued before
+                // them: let the ring send in flight finish, then write the
+                // rest (this head, earlier pipelined responses) directly.
+                if self.io.sending() {
+                    let r = self.io.sent(stall).await;
+                    if !self.written(r) {
+                        return (Flow::Abort, status, 0);
+                    }
+                }
+                let head = std::mem::take(&mut self.wbuf);
+                let r = self.io.write_now(&head, len > 0, stall).await;
+                self.wbuf = head;
+                self.wbuf.clear();
+                if !self.written(r) {
+                    return (Flow::Abort, status, 0);
+                }
+                let (sent, r) = self.io.send_file(file.as_raw_fd(), offset, len, stall).await;
+                if let Waited::Done(Err(e)) = &r
+                    && !matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset)
+                {
+                    log::warn!("sending a file failed after the head was sent ({e}); connection closed");
+                }
+                if self.written(r) { (flow, status, sent) } else { (Flow::Abort, status, sent) }
             }
             Body::Stream { len, mut chunks } => {
                 let chunked = framing == OutFraming::Chunked;

@@ -9,7 +9,10 @@
 //! keep-alive path free of allocations.
 //!
 //! Writes are handed to the driver ([`Io::send`]) and complete in the
-//! background; [`Io::sent`] waits for the one in flight. Dropping an `Io`
+//! background; [`Io::sent`] waits for the one in flight. File bodies go out
+//! by `sendfile(2)` instead ([`Io::send_file`], after the head by
+//! [`Io::write_now`]): syscalls on the worker's thread, with the ring only
+//! waiting for room when the socket is full. Dropping an `Io`
 //! is how a connection ends: the driver shuts the socket down (so the
 //! receive in flight completes) and closes it once nothing is in flight.
 
@@ -24,6 +27,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+/// Most bytes one `sendfile(2)` call is asked for: a connection downloading
+/// a large file yields to the worker's others between slices.
+const SENDFILE_MAX: u64 = 1 << 20;
 
 /// What ended a wait.
 #[derive(Debug)]
@@ -160,6 +167,86 @@ impl<'d> Io<'d> {
         }
         self.send(buf);
         self.sent(stall).await
+    }
+
+    /// Waits until the socket can take more bytes, within `stall`.
+    async fn writable(&mut self, stall: Duration) -> Waited<()> {
+        let deadline = Instant::now() + stall;
+        let mut armed = false;
+        poll_fn(|cx| {
+            if self.driver.poll_writable(self.id, cx).is_ready() {
+                return Poll::Ready(Waited::Done(()));
+            }
+            match self.poll_guards(cx, Watch::Forced, deadline, &mut armed) {
+                Some(w) => Poll::Ready(w),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Writes all of `buf` now, outside the ring (waiting for room, each
+    /// wait within `stall`); `more` corks it to what follows. Only once no
+    /// ring send is in flight ([`sent`](Self::sent)).
+    pub(crate) async fn write_now(
+        &mut self,
+        buf: &[u8],
+        more: bool,
+        stall: Duration,
+    ) -> Waited<io::Result<()>> {
+        let mut off = 0;
+        while off < buf.len() {
+            match self.driver.send_now(self.id, &buf[off..], more) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.writable(stall).await {
+                    Waited::Done(()) => {}
+                    Waited::Timeout => return Waited::Timeout,
+                    Waited::Phase(p) => return Waited::Phase(p),
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Waited::Done(Err(e)),
+            }
+        }
+        Waited::Done(Ok(()))
+    }
+
+    /// Sends `len` bytes of `file` from `offset` with `sendfile(2)` (zero
+    /// copy), waiting for room whenever the socket is full, each wait within
+    /// `stall`. Only once no ring send is in flight. Returns the bytes sent
+    /// when it stops early.
+    pub(crate) async fn send_file(
+        &mut self,
+        file: RawFd,
+        mut offset: u64,
+        len: u64,
+        stall: Duration,
+    ) -> (u64, Waited<io::Result<()>>) {
+        let mut sent = 0u64;
+        while sent < len {
+            let want = (len - sent).min(SENDFILE_MAX) as usize;
+            match self.driver.sendfile(self.id, file, &mut offset, want) {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than its response");
+                    return (sent, Waited::Done(Err(e)));
+                }
+                Ok(n) => {
+                    sent += n as u64;
+                    if sent < len && n == want {
+                        // Room for more: let the worker's other connections
+                        // run before the next slice.
+                        futures_lite::future::yield_now().await;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.writable(stall).await {
+                    Waited::Done(()) => {}
+                    Waited::Timeout => return (sent, Waited::Timeout),
+                    Waited::Phase(p) => return (sent, Waited::Phase(p)),
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (sent, Waited::Done(Err(e))),
+            }
+        }
+        (sent, Waited::Done(Ok(())))
     }
 
     /// Awaits `fut` unless the deadline passes or the worker is forced first.

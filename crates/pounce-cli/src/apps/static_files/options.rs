@@ -1,5 +1,5 @@
 //! The static app's own options (`--cache-control`, `--index-cache-control`,
-//! `--static-hidden`) and their validation, kept apart from clap so the
+//! `--static-hidden`, `--sendfile`) and their validation, kept apart from clap so the
 //! rules are unit-tested and the errors read like the server's own:
 //! `cache_control must be …, got '…'`.
 
@@ -13,6 +13,9 @@ pub struct Options {
     pub index_cache_control: Option<String>,
     /// Serve dotfiles (`.env`, `.git/…`); `/.well-known/` is always served.
     pub hidden: bool,
+    /// Send file bodies with `sendfile(2)` (zero-copy, like nginx's
+    /// `sendfile on`); off, they are read through io_uring and copied.
+    pub sendfile: bool,
 }
 
 pub const DEFAULT_CACHE_CONTROL: &str = "public, max-age=3600";
@@ -24,6 +27,7 @@ impl Default for Options {
             cache_control: Some(DEFAULT_CACHE_CONTROL.into()),
             index_cache_control: Some(DEFAULT_INDEX_CACHE_CONTROL.into()),
             hidden: false,
+            sendfile: true,
         }
     }
 }

@@ -14,7 +14,9 @@
 //!   submitted together: one `io_uring_enter` carries every response a loop
 //!   iteration produced (and the client is woken once per batch, not once per
 //!   response);
-//! - **multishot accept** on the worker's listener.
+//! - **multishot accept** on the worker's listener;
+//! - a one-shot **`POLLOUT` poll** when a `sendfile(2)` (file bodies, sent
+//!   by the connection itself, outside the ring) finds the socket full.
 //!
 //! Completions signal an eventfd registered with the ring; a glommio task
 //! waits on that eventfd (an io_uring read in glommio's own ring), drains the
@@ -63,6 +65,8 @@ enum Kind {
     Send = 2,
     Accept = 3,
     Cancel = 4,
+    /// Waiting for a socket to take more bytes (before another `sendfile`).
+    Writable = 5,
 }
 
 fn user_data(kind: Kind, slot: u32, generation: u32) -> u64 {
@@ -121,13 +125,20 @@ struct ConnIo {
     send_off: usize,
     send_error: Option<i32>,
     write_waker: Option<Waker>,
+    /// A writability poll is in flight.
+    polling: bool,
+    /// The last writability poll completed and was not consumed yet.
+    writable: bool,
+    /// O_NONBLOCK was set (for `sendfile`; the ring's operations do not
+    /// depend on it).
+    nonblocking: bool,
     /// The connection's task is gone: close once nothing is in flight.
     released: bool,
 }
 
 impl ConnIo {
     fn idle(&self) -> bool {
-        !self.recv_armed && self.send.is_none()
+        !self.recv_armed && self.send.is_none() && !self.polling
     }
 }
 
@@ -300,6 +311,7 @@ impl Driver {
                 k if k == Kind::Recv as u8 => self.on_recv(slot, generation, res, flags),
                 k if k == Kind::Send as u8 => self.on_send(slot, generation, res),
                 k if k == Kind::Accept as u8 => self.on_accept(res, flags),
+                k if k == Kind::Writable as u8 => self.on_writable(slot, generation),
                 _ => {}
             }
         }
@@ -392,6 +404,23 @@ impl Driver {
             self.pool.put_write(v);
         }
         c.send_off = 0;
+        if let Some(w) = c.write_waker.take() {
+            w.wake();
+        }
+        if c.released && c.idle() {
+            drop(conns);
+            self.close_slot(slot);
+        }
+    }
+
+    fn on_writable(&self, slot: u32, generation: u32) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(Some(c)) = conns.get_mut(slot as usize) else { return };
+        if c.generation != generation || !c.polling {
+            return;
+        }
+        c.polling = false;
+        c.writable = true;
         if let Some(w) = c.write_waker.take() {
             w.wake();
         }
@@ -496,6 +525,9 @@ impl Driver {
             send_off: 0,
             send_error: None,
             write_waker: None,
+            polling: false,
+            writable: false,
+            nonblocking: false,
             released: false,
         };
         let slot = match self.free.borrow_mut().pop() {
@@ -618,6 +650,94 @@ impl Driver {
         match c.send_error.take() {
             Some(e) => Poll::Ready(Err(io::Error::from_raw_os_error(e))),
             None => Poll::Ready(Ok(())),
+        }
+    }
+
+    // ---- writing outside the ring (head + sendfile) -----------------------
+
+    /// `send(2)` right now, without waiting: for the head before a
+    /// `sendfile`, which must not overtake it. `more` corks it to the bytes
+    /// that follow. Only while no ring send is in flight on `id`.
+    pub(crate) fn send_now(&self, id: ConnId, buf: &[u8], more: bool) -> io::Result<usize> {
+        let fd = self.live_fd(id)?;
+        debug_assert!(!self.sending(id), "a ring send would be overtaken");
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+        // SAFETY: `buf` is valid for `buf.len()` bytes; the descriptor is open.
+        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) };
+        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+    }
+
+    /// `sendfile(2)` of up to `count` bytes of `file` from `*offset` (which
+    /// it advances), without waiting: WouldBlock when the socket is full.
+    /// Only while no ring send is in flight on `id`.
+    pub(crate) fn sendfile(
+        &self,
+        id: ConnId,
+        file: RawFd,
+        offset: &mut u64,
+        count: usize,
+    ) -> io::Result<usize> {
+        let fd = self.live_fd(id)?;
+        debug_assert!(!self.sending(id), "a ring send would be overtaken");
+        {
+            let mut conns = self.conns.borrow_mut();
+            if let Some(Some(c)) = conns.get_mut(id.slot as usize)
+                && !c.nonblocking
+            {
+                // sendfile has no MSG_DONTWAIT: the socket itself must be
+                // non-blocking, or a full socket buffer would stall the
+                // whole worker.
+                // SAFETY: fcntl on a descriptor we own.
+                let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+                if fl < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                c.nonblocking = true;
+            }
+        }
+        let mut off = *offset as libc::off64_t;
+        // SAFETY: both descriptors are open; `off` is a valid in/out offset.
+        let n = unsafe { libc::sendfile64(fd, file, &mut off, count) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        *offset = off as u64;
+        Ok(n as usize)
+    }
+
+    /// Ready once the socket can take more bytes (after a WouldBlock from
+    /// [`send_now`](Self::send_now) or [`sendfile`](Self::sendfile)): a
+    /// one-shot `POLLOUT` poll in the ring. Also ready when the socket is
+    /// closed or in error; the next write reports that.
+    pub(crate) fn poll_writable(&self, id: ConnId, cx: &mut Context<'_>) -> Poll<()> {
+        let mut conns = self.conns.borrow_mut();
+        let Some(Some(c)) = conns.get_mut(id.slot as usize) else { return Poll::Ready(()) };
+        if c.generation != id.generation || c.released {
+            return Poll::Ready(());
+        }
+        if std::mem::take(&mut c.writable) {
+            return Poll::Ready(());
+        }
+        c.write_waker = Some(cx.waker().clone());
+        if !c.polling {
+            c.polling = true;
+            let fd = c.fd;
+            drop(conns);
+            self.push(
+                opcode::PollAdd::new(types::Fd(fd), libc::POLLOUT as u32).build().user_data(user_data(
+                    Kind::Writable,
+                    id.slot,
+                    id.generation,
+                )),
+            );
+        }
+        Poll::Pending
+    }
+
+    fn live_fd(&self, id: ConnId) -> io::Result<RawFd> {
+        match self.conns.borrow().get(id.slot as usize) {
+            Some(Some(c)) if c.generation == id.generation && !c.released => Ok(c.fd),
+            _ => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
