@@ -18,6 +18,7 @@
 //! once, so a deleted file's descriptor (and its disk space) is not held
 //! for long.
 
+use super::conditional::Validators;
 use super::fs::{Failure, Kind, Meta, Root, classify};
 use glommio::io::BufferedFile;
 use std::cell::RefCell;
@@ -33,6 +34,9 @@ pub const MAX_ENTRIES: usize = 256;
 pub struct Opened {
     pub file: Rc<BufferedFile>,
     pub meta: Meta,
+    /// Its `ETag` and `Last-Modified`, formatted once per open file rather
+    /// than on every request.
+    pub validators: Rc<Validators>,
 }
 
 /// What a path turned out to be.
@@ -110,7 +114,8 @@ pub fn lookup(root: &Root, rel: &[u8]) -> Lookup {
     };
     // SAFETY: we own `fd` and hand it over; glommio closes it.
     let file = Rc::new(unsafe { BufferedFile::from_raw_fd(fd.into_raw_fd()) });
-    let opened = Opened { file, meta };
+    let validators = Rc::new(Validators::new(meta.ino, meta.mtime_sec, meta.mtime_nsec, meta.size));
+    let opened = Opened { file, meta, validators };
     insert(root, rel, opened.clone());
     Lookup::File(opened)
 }

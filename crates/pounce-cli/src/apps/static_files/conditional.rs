@@ -18,19 +18,18 @@ pub struct Validators {
     pub etag: String,
     /// Seconds since the epoch (HTTP dates have no finer resolution).
     pub last_modified: u64,
+    /// The same as an IMF-fixdate, for the `Last-Modified` field.
+    pub last_modified_http: String,
 }
 
 impl Validators {
     pub fn new(ino: u64, mtime_sec: i64, mtime_nsec: u32, size: u64) -> Validators {
+        let last_modified = mtime_sec.max(0) as u64;
         Validators {
             etag: format!("\"{ino:x}-{:x}.{mtime_nsec:x}-{size:x}\"", mtime_sec.max(0)),
-            last_modified: mtime_sec.max(0) as u64,
+            last_modified,
+            last_modified_http: httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(last_modified)),
         }
-    }
-
-    /// `Last-Modified` as an IMF-fixdate.
-    pub fn last_modified_http(&self) -> String {
-        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(self.last_modified))
     }
 }
 
@@ -144,7 +143,7 @@ mod tests {
     const AFTER: &str = "Wed, 21 Oct 2015 07:28:01 GMT";
 
     fn v() -> Validators {
-        Validators { etag: "\"abc\"".into(), last_modified: T }
+        Validators { etag: "\"abc\"".into(), last_modified: T, last_modified_http: DATE.into() }
     }
 
     fn inm(h: &str) -> Verdict {
@@ -155,7 +154,7 @@ mod tests {
     fn validators() {
         let v = Validators::new(0x1234, T as i64, 5, 1024);
         assert_eq!(v.etag, "\"1234-56273e80.5-400\"");
-        assert_eq!(v.last_modified_http(), DATE);
+        assert_eq!(v.last_modified_http, DATE);
         // Any change of inode, mtime or size changes the tag.
         assert_ne!(Validators::new(0x1235, T as i64, 5, 1024).etag, v.etag);
         assert_ne!(Validators::new(0x1234, T as i64, 6, 1024).etag, v.etag);

@@ -143,7 +143,20 @@ impl Root {
     /// `stat` of `rel` (following symlinks). Cheap; used to revalidate
     /// cached descriptors, never to decide what may be opened.
     pub fn stat(&self, rel: &[u8]) -> io::Result<Meta> {
-        let c = rel_cstr(rel)?;
+        // Every request stats its file (and its possible siblings): the C
+        // string is built on the stack, not allocated, when it is short.
+        let mut short = [0u8; 256];
+        let owned;
+        let c: &std::ffi::CStr = if !rel.is_empty() && rel.len() < short.len() {
+            short[..rel.len()].copy_from_slice(rel);
+            match std::ffi::CStr::from_bytes_until_nul(&short) {
+                Ok(c) if c.to_bytes().len() == rel.len() => c,
+                _ => return Err(io::ErrorKind::InvalidInput.into()), // an interior NUL
+            }
+        } else {
+            owned = rel_cstr(rel)?;
+            &owned
+        };
         let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: valid descriptor, C string and out pointer.
         let r = unsafe { libc::fstatat(self.dir.as_raw_fd(), c.as_ptr(), st.as_mut_ptr(), 0) };
@@ -320,6 +333,13 @@ mod tests {
             assert_eq!(r.stat(b"sub").unwrap().kind, Kind::Dir);
             assert_eq!(r.stat(b"sub/a.txt").unwrap().size, 1);
             assert_eq!(classify(&r.stat(b"missing").unwrap_err()), Failure::NotFound);
+            assert_eq!(r.stat(b"").unwrap().kind, Kind::Dir, "the root itself");
+            assert_eq!(r.stat(b"sub/a.txt\0x").unwrap_err().kind(), io::ErrorKind::InvalidInput);
+            // Paths past the stack buffer take the allocating way, same answers.
+            let long = format!("sub/{}/../a.txt", "x".repeat(300));
+            assert_eq!(classify(&r.stat(long.as_bytes()).unwrap_err()), Failure::NotFound);
+            let long_ok = format!("{}sub/a.txt", "./".repeat(150));
+            assert_eq!(r.stat(long_ok.as_bytes()).unwrap().size, 1);
         }
         std::fs::remove_dir_all(&d).unwrap();
         std::fs::remove_dir_all(&outside).unwrap();

@@ -6,24 +6,44 @@
 //! Unknown extensions are `application/octet-stream`: a download, never a
 //! page a browser would sniff and render.
 
-use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// The `Content-Type` for a file called `name` (bytes: the last path
 /// segment, or the whole relative path).
-pub fn content_type(name: &[u8]) -> Cow<'static, str> {
+pub fn content_type(name: &[u8]) -> &'static str {
     let file = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
     let ext = match file.iter().rposition(|&b| b == b'.') {
         // A leading dot starts a name (`.htaccess`), not an extension.
         Some(i) if i > 0 => std::str::from_utf8(&file[i + 1..]).unwrap_or(""),
         _ => "",
     };
-    let essence = match ext.to_ascii_lowercase().as_str() {
-        "" => "application/octet-stream",
-        "mjs" | "js" => "text/javascript",
-        "map" => "application/json",
-        ext => mime_guess::from_ext(ext).first_raw().unwrap_or("application/octet-stream"),
+    let mut lower = [0u8; 32];
+    let essence = match ext.len() {
+        0 => "application/octet-stream",
+        n if n > lower.len() => "application/octet-stream",
+        n => {
+            lower[..n].copy_from_slice(ext.as_bytes());
+            lower[..n].make_ascii_lowercase();
+            match std::str::from_utf8(&lower[..n]).unwrap_or("") {
+                "mjs" | "js" => "text/javascript",
+                "map" => "application/json",
+                ext => mime_guess::from_ext(ext).first_raw().unwrap_or("application/octet-stream"),
+            }
+        }
     };
-    if is_text(essence) { Cow::Owned(format!("{essence}; charset=utf-8")) } else { Cow::Borrowed(essence) }
+    if is_text(essence) { with_charset(essence) } else { essence }
+}
+
+/// `essence; charset=utf-8`, made once per type (there are a few hundred
+/// at most) and kept for the life of the process, so a response borrows it.
+fn with_charset(essence: &'static str) -> &'static str {
+    thread_local! {
+        static TEXT: RefCell<HashMap<&'static str, &'static str>> = RefCell::new(HashMap::new());
+    }
+    TEXT.with_borrow_mut(|m| {
+        *m.entry(essence).or_insert_with(|| Box::leak(format!("{essence}; charset=utf-8").into_boxed_str()))
+    })
 }
 
 fn is_text(essence: &str) -> bool {
@@ -56,6 +76,9 @@ mod tests {
             ("noext", "application/octet-stream"),
             ("weird.zzzunknown", "application/octet-stream"),
             ("dir.d/noext", "application/octet-stream"),
+            ("long.averyveryveryveryverylongextension", "application/octet-stream"),
+            ("x.ssisdeploymentmanifest", "text/xml; charset=utf-8"),
+            ("UPPER.HTML", "text/html; charset=utf-8"),
             (".htaccess", "application/octet-stream"),
         ];
         for (name, want) in cases {

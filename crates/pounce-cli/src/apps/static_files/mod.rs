@@ -34,7 +34,7 @@ pub mod path;
 pub mod range;
 
 use cache::{Lookup, Opened};
-use conditional::{Conditions, Validators, Verdict};
+use conditional::{Conditions, Verdict};
 use encoding::Coding;
 use fs::{Failure, Root};
 use pounce::{Body, Handler, Request, Response};
@@ -148,11 +148,12 @@ impl Handler for StaticFiles {
             None => (target, None),
         };
 
-        let v = Validators::new(repr.meta.ino, repr.meta.mtime_sec, repr.meta.mtime_nsec, repr.meta.size);
+        let v = repr.validators.clone();
         let cache_control = if is_index { self.index_cache_control } else { self.cache_control };
         let with_validators = |r: Response| {
-            let mut r =
-                r.with_header("ETag", v.etag.clone()).with_header("Last-Modified", v.last_modified_http());
+            let mut r = r
+                .with_header("ETag", v.etag.clone())
+                .with_header("Last-Modified", v.last_modified_http.clone());
             if let Some(cc) = cache_control {
                 r = r.with_header("Cache-Control", cc);
             }
