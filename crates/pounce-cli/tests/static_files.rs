@@ -559,6 +559,25 @@ fn precompressed_siblings_follow_accept_encoding() {
     // The siblings are also files in their own right.
     let r = common::get(p.addr, "/app.js.gz");
     assert_eq!((r.text().as_str(), r.header("content-type")), ("GZIP app.js", Some("application/gzip")));
+
+    // A sibling removed is never served: the next request falls back at once.
+    std::fs::remove_file(d.path().join("app.js.br")).unwrap();
+    let r = ae("/app.js", Some("br, gzip"));
+    assert_eq!((r.text().as_str(), r.header("content-encoding")), ("GZIP app.js", Some("gzip")));
+    // A sibling added next to an unchanged file is noticed within about a
+    // second (which siblings exist is remembered that long).
+    d.write("plain.txt.gz", "GZIP plain");
+    let added = Instant::now();
+    loop {
+        let r = ae("/plain.txt", Some("gzip"));
+        if r.text() == "GZIP plain" {
+            assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+            break;
+        }
+        assert_eq!(r.text(), "plain");
+        assert!(added.elapsed() < Duration::from_secs(3), "the new sibling was not picked up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -949,4 +968,38 @@ fn a_file_truncated_while_it_is_sent_closes_only_that_connection_with(mode: &[&s
         "the cut is logged; log:\n{}",
         p.log_text()
     );
+}
+
+#[test]
+fn clients_vanishing_mid_download_cost_nothing_but_their_connection() {
+    let d = TempDir::new("vanish");
+    d.write("big.bin", pattern(12 << 20, 31));
+    d.write("ok.txt", "fine\n");
+    let p = start(&d, &[]);
+    for _ in 0..5 {
+        let mut s = small_rcvbuf_connect(p.addr);
+        // Stop after a little of the body, then reset (SO_LINGER 0): the
+        // server's next sendfile meets EPIPE/ECONNRESET (and, were SIGPIPE
+        // not ignored, the process would die).
+        let (head, body, complete) =
+            slow_download(&mut s, 64.0 * 1024.0 * 1024.0, Some(64 * 1024), &mut |_| {});
+        assert!(head.starts_with("HTTP/1.1 200") && !complete && !body.is_empty());
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: setsockopt on a socket we own, with a valid linger struct.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                &linger as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+        drop(s);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(common::get(p.addr, "/ok.txt").text(), "fine\n");
+    let log = p.log_text();
+    assert!(!log.contains("failed"), "a vanished client is not an error worth a warning:\n{log}");
 }

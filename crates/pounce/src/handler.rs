@@ -181,7 +181,8 @@ impl From<String> for Chunk {
 /// told otherwise once the head is out).
 pub type ChunkStream = Pin<Box<dyn Stream<Item = io::Result<Chunk>>>>;
 
-/// A response body.
+/// A response body. New kinds may be added: match with a wildcard arm.
+#[non_exhaustive]
 pub enum Body {
     Empty,
     /// The whole body, known up front: sent with `Content-Length`.

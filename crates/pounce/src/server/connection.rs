@@ -50,6 +50,9 @@ use std::time::{Duration, Instant};
 /// leave in one write; larger ones are written straight from the handler's
 /// buffer after the head.
 const COALESCE_MAX: usize = 64 * 1024;
+/// File bodies up to this size are copied in after the head instead of
+/// sent by `sendfile(2)`: one batched send instead of two syscalls.
+const FILE_COPY_MAX: u64 = 16 * 1024;
 /// How long a closing connection waits for the client's FIN.
 pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
@@ -522,6 +525,7 @@ impl<'c, H: Handler> Conn<'c, H> {
             framing,
             connection,
         };
+        let head_at = self.out().len();
         if encode_head(self.out(), &head).is_err() {
             log::error!("handler returned a header with CR, LF, NUL or an invalid name; answered 500");
             encode_error(self.out(), 500, &[]);
@@ -552,19 +556,34 @@ impl<'c, H: Handler> Conn<'c, H> {
                 let r = self.io.write_all(buf, stall).await;
                 if self.written(r) { (flow, status, len) } else { (Flow::Abort, status, 0) }
             }
-            Body::File { file, offset, len } => {
-                // The file's bytes must follow everything queued before
-                // them: let the ring send in flight finish, then write the
-                // rest (this head, earlier pipelined responses) directly.
-                if self.io.sending() {
-                    let r = self.io.sent(stall).await;
-                    if !self.written(r) {
-                        return (Flow::Abort, status, 0);
+            Body::File { file, offset, len } if len <= FILE_COPY_MAX => {
+                // Small: copied in after the head (a page-cache read, like
+                // sendfile's), so it leaves with the head and with the rest
+                // of a pipelined burst in one batched send.
+                let out = self.out();
+                let at = out.len();
+                out.resize(at + len as usize, 0);
+                match pread_exact(file.as_raw_fd(), &mut out[at..], offset) {
+                    Ok(()) => (flow, status, len),
+                    Err(e) => {
+                        // Nothing of this response has left yet: answer 500.
+                        log::warn!("reading a file body failed ({e}); answered 500");
+                        out.truncate(head_at);
+                        encode_error(out, 500, &[]);
+                        (Flow::Close, 500, 0)
                     }
                 }
-                let head = std::mem::take(&mut self.wbuf);
-                let r = self.io.write_now(&head, len > 0, stall).await;
-                self.wbuf = head;
+            }
+            Body::File { file, offset, len } => {
+                // The file's bytes must follow everything queued before
+                // them: let the ring send in flight finish (or report its
+                // error), then write the rest (this head, earlier pipelined
+                // responses) directly.
+                let r = self.io.sent(stall).await;
+                if !self.written(r) {
+                    return (Flow::Abort, status, 0);
+                }
+                let r = self.io.write_now(&self.wbuf, true, stall).await;
                 self.wbuf.clear();
                 if !self.written(r) {
                     return (Flow::Abort, status, 0);
@@ -703,6 +722,31 @@ impl<'c, H: Handler> Conn<'c, H> {
     }
 }
 
+/// `pread(2)` of exactly `buf.len()` bytes at `offset`; a file that ends
+/// first is an error (it shrank after the response's length was set).
+fn pread_exact(fd: std::os::fd::RawFd, buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is valid for writes of `rest.len()` bytes.
+        let n = unsafe { libc::pread64(fd, rest.as_mut_ptr().cast(), rest.len(), offset as libc::off64_t) };
+        match n {
+            0 => return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "file shorter than its response")),
+            n if n > 0 => {
+                done += n as usize;
+                offset += n as u64;
+            }
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Appends a small text error response with `Connection: close`.
 pub(crate) fn encode_error(out: &mut Vec<u8>, status: u16, extra: &[(&'static str, &str)]) {
     let body = reason(status);
@@ -733,5 +777,28 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> Cow<'_, str> {
         Cow::Borrowed(s.as_str())
     } else {
         Cow::Borrowed("(non-string panic payload)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn pread_exact_reads_all_or_says_the_file_is_short() {
+        let path = std::env::temp_dir().join(format!("pounce-pread-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let mut buf = [0u8; 4];
+        pread_exact(f.as_raw_fd(), &mut buf, 3).unwrap();
+        assert_eq!(&buf, b"3456");
+        let mut empty = [0u8; 0];
+        pread_exact(f.as_raw_fd(), &mut empty, 100).unwrap();
+        let e = pread_exact(f.as_raw_fd(), &mut buf, 8).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnexpectedEof);
+        let e = pread_exact(-1, &mut buf, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+        std::fs::remove_file(&path).unwrap();
     }
 }

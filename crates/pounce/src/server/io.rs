@@ -170,12 +170,12 @@ impl<'d> Io<'d> {
     }
 
     /// Waits until the socket can take more bytes, within `stall`.
-    async fn writable(&mut self, stall: Duration) -> Waited<()> {
+    async fn writable(&mut self, stall: Duration) -> Waited<io::Result<()>> {
         let deadline = Instant::now() + stall;
         let mut armed = false;
         poll_fn(|cx| {
-            if self.driver.poll_writable(self.id, cx).is_ready() {
-                return Poll::Ready(Waited::Done(()));
+            if let Poll::Ready(r) = self.driver.poll_writable(self.id, cx) {
+                return Poll::Ready(Waited::Done(r));
             }
             match self.poll_guards(cx, Watch::Forced, deadline, &mut armed) {
                 Some(w) => Poll::Ready(w),
@@ -199,9 +199,8 @@ impl<'d> Io<'d> {
             match self.driver.send_now(self.id, &buf[off..], more) {
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.writable(stall).await {
-                    Waited::Done(()) => {}
-                    Waited::Timeout => return Waited::Timeout,
-                    Waited::Phase(p) => return Waited::Phase(p),
+                    Waited::Done(Ok(())) => {}
+                    other => return other,
                 },
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Waited::Done(Err(e)),
@@ -238,9 +237,8 @@ impl<'d> Io<'d> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.writable(stall).await {
-                    Waited::Done(()) => {}
-                    Waited::Timeout => return (sent, Waited::Timeout),
-                    Waited::Phase(p) => return (sent, Waited::Phase(p)),
+                    Waited::Done(Ok(())) => {}
+                    other => return (sent, other),
                 },
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return (sent, Waited::Done(Err(e))),

@@ -107,6 +107,7 @@ impl<H: Handler> Server<H> {
         let Server { config, handler } = self;
         let n = config.workers;
         let signals = signal::install().map_err(|e| format!("cannot register signal handlers: {e}"))?;
+        startup::ignore_sigpipe();
         let memlock = startup::raise_memlock();
         startup::check_io_uring(memlock)?;
         startup::raise_nofile(config.max_connections);

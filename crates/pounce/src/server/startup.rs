@@ -23,6 +23,24 @@ pub(crate) struct Memlock {
 }
 
 /// Raises RLIMIT_MEMLOCK's soft limit to its hard limit.
+/// `sendfile(2)` (file bodies) has no `MSG_NOSIGNAL`: a client that goes
+/// away mid-download must cost an `EPIPE`, not the process. Rust's `main`
+/// usually ignores SIGPIPE already; a host that does not (another runtime,
+/// `-Zon-broken-pipe=kill`) gets it ignored here, unless it installed a
+/// handler of its own.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: querying and then setting a signal disposition; no handler
+    // code of ours runs.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_DFL
+        {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    }
+}
+
 pub(crate) fn raise_memlock() -> Memlock {
     // SAFETY: getrlimit/setrlimit on a stack struct.
     unsafe {

@@ -336,7 +336,7 @@ fn accept_pending(fd: RawFd) -> Option<RawFd> {
         if libc::poll(&mut pfd, 1, 0) != 1 || pfd.revents & libc::POLLIN == 0 {
             return None;
         }
-        let c = libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC);
+        let c = libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), super::uring::ACCEPT_FLAGS);
         (c >= 0).then_some(c)
     }
 }

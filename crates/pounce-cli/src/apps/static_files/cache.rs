@@ -19,12 +19,14 @@
 //! for long.
 
 use super::conditional::Validators;
+use super::encoding;
 use super::fs::{Failure, Kind, Meta, Root, classify};
 use glommio::io::BufferedFile;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 /// Open descriptors kept per worker.
 pub const MAX_ENTRIES: usize = 256;
@@ -50,7 +52,17 @@ pub enum Lookup {
 struct Entry {
     opened: Opened,
     used: u64,
+    /// Which precompressed siblings existed (bit per [`encoding::ALL`]
+    /// index), and when that was checked.
+    siblings: Option<(Instant, u8)>,
 }
+
+/// How long a file's list of precompressed siblings is trusted before it
+/// is checked again. The file itself and any sibling served are still
+/// checked on every request; this only delays noticing a sibling added
+/// (or removed, for `Vary`) next to an unchanged file, and saves two
+/// `stat`s per request.
+pub const SIBLINGS_RECHECK: Duration = Duration::from_secs(1);
 
 /// One root's entries on this worker.
 #[derive(Default)]
@@ -120,6 +132,36 @@ pub fn lookup(root: &Root, rel: &[u8]) -> Lookup {
     Lookup::File(opened)
 }
 
+/// The precompressed siblings of `rel` (a file [`lookup`] just found), as
+/// a bit per [`encoding::ALL`] index: remembered for [`SIBLINGS_RECHECK`],
+/// else found by `stat`ing each.
+pub fn siblings(root: &Root, rel: &[u8], now: Instant) -> u8 {
+    let known = with_cache(root, |c| {
+        let e = c.map.get(rel)?;
+        let (at, mask) = e.siblings?;
+        (now.saturating_duration_since(at) < SIBLINGS_RECHECK).then_some(mask)
+    });
+    if let Some(mask) = known {
+        return mask;
+    }
+    let mut name = Vec::with_capacity(rel.len() + 3);
+    let mut mask = 0u8;
+    for (i, coding) in encoding::ALL.iter().enumerate() {
+        name.clear();
+        name.extend_from_slice(rel);
+        name.extend_from_slice(coding.suffix());
+        if root.stat(&name).is_ok_and(|m| m.kind == Kind::File) {
+            mask |= 1 << i;
+        }
+    }
+    with_cache(root, |c| {
+        if let Some(e) = c.map.get_mut(rel) {
+            e.siblings = Some((now, mask));
+        }
+    });
+    mask
+}
+
 fn report(rel: &[u8], e: &std::io::Error) -> Failure {
     let f = classify(e);
     if f == Failure::Internal {
@@ -142,6 +184,6 @@ fn insert(root: &Root, rel: &[u8], opened: Opened) {
         }
         c.tick += 1;
         let used = c.tick;
-        c.map.insert(Box::from(rel), Entry { opened, used });
+        c.map.insert(Box::from(rel), Entry { opened, used, siblings: None });
     });
 }

@@ -124,12 +124,15 @@ impl Handler for StaticFiles {
         };
         let is_index = rel == b"index.html" || rel.ends_with(b"/index.html");
 
-        // A precompressed sibling, if the client takes one.
+        // A precompressed sibling, if the client takes one (each one served
+        // is revalidated like any file; which exist is remembered briefly).
         let accepted = encoding::preferred(req.header_str("accept-encoding"));
+        let present = cache::siblings(&self.root, &rel, std::time::Instant::now());
+        let exists =
+            |c: Coding| present & (1 << encoding::ALL.iter().position(|&a| a == c).unwrap_or(0)) != 0;
         let mut chosen: Option<(Coding, Opened)> = None;
-        let mut sibling = rel.clone();
-        for &coding in &accepted {
-            sibling.truncate(rel.len());
+        for &coding in accepted.iter().filter(|&&c| exists(c)) {
+            let mut sibling = rel.clone();
             sibling.extend_from_slice(coding.suffix());
             if let Lookup::File(f) = cache::lookup(&self.root, &sibling) {
                 chosen = Some((coding, f));
@@ -137,12 +140,7 @@ impl Handler for StaticFiles {
             }
         }
         // Vary whenever the response could have been another variant.
-        let vary = chosen.is_some()
-            || encoding::ALL.iter().filter(|c| !accepted.contains(c)).any(|c| {
-                sibling.truncate(rel.len());
-                sibling.extend_from_slice(c.suffix());
-                self.root.stat(&sibling).is_ok_and(|m| m.kind == fs::Kind::File)
-            });
+        let vary = chosen.is_some() || encoding::ALL.iter().any(|&c| exists(c) && !accepted.contains(&c));
         let (repr, coding) = match chosen {
             Some((c, f)) => (f, Some(c)),
             None => (target, None),

@@ -57,6 +57,10 @@ const CQ_ENTRIES: u32 = 8192;
 const RECV_BUFS: u16 = 512;
 const RECV_BUF_SIZE: usize = 2048;
 const BGID: u16 = 0;
+/// Accepted sockets are non-blocking: the ring's operations do not care
+/// (they carry their own don't-wait logic), and `sendfile(2)`, which has no
+/// per-call flag, must never block the worker on a full socket.
+pub(crate) const ACCEPT_FLAGS: i32 = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -129,9 +133,6 @@ struct ConnIo {
     polling: bool,
     /// The last writability poll completed and was not consumed yet.
     writable: bool,
-    /// O_NONBLOCK was set (for `sendfile`; the ring's operations do not
-    /// depend on it).
-    nonblocking: bool,
     /// The connection's task is gone: close once nothing is in flight.
     released: bool,
 }
@@ -311,7 +312,7 @@ impl Driver {
                 k if k == Kind::Recv as u8 => self.on_recv(slot, generation, res, flags),
                 k if k == Kind::Send as u8 => self.on_send(slot, generation, res),
                 k if k == Kind::Accept as u8 => self.on_accept(res, flags),
-                k if k == Kind::Writable as u8 => self.on_writable(slot, generation),
+                k if k == Kind::Writable as u8 => self.on_writable(slot, generation, res),
                 _ => {}
             }
         }
@@ -413,7 +414,7 @@ impl Driver {
         }
     }
 
-    fn on_writable(&self, slot: u32, generation: u32) {
+    fn on_writable(&self, slot: u32, generation: u32, res: i32) {
         let mut conns = self.conns.borrow_mut();
         let Some(Some(c)) = conns.get_mut(slot as usize) else { return };
         if c.generation != generation || !c.polling {
@@ -421,6 +422,11 @@ impl Driver {
         }
         c.polling = false;
         c.writable = true;
+        if res < 0 {
+            // The poll itself failed: the wait reports it rather than
+            // letting the writer retry forever.
+            c.send_error = Some(-res);
+        }
         if let Some(w) = c.write_waker.take() {
             w.wake();
         }
@@ -527,7 +533,6 @@ impl Driver {
             write_waker: None,
             polling: false,
             writable: false,
-            nonblocking: false,
             released: false,
         };
         let slot = match self.free.borrow_mut().pop() {
@@ -679,22 +684,6 @@ impl Driver {
     ) -> io::Result<usize> {
         let fd = self.live_fd(id)?;
         debug_assert!(!self.sending(id), "a ring send would be overtaken");
-        {
-            let mut conns = self.conns.borrow_mut();
-            if let Some(Some(c)) = conns.get_mut(id.slot as usize)
-                && !c.nonblocking
-            {
-                // sendfile has no MSG_DONTWAIT: the socket itself must be
-                // non-blocking, or a full socket buffer would stall the
-                // whole worker.
-                // SAFETY: fcntl on a descriptor we own.
-                let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-                if fl < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                c.nonblocking = true;
-            }
-        }
         let mut off = *offset as libc::off64_t;
         // SAFETY: both descriptors are open; `off` is a valid in/out offset.
         let n = unsafe { libc::sendfile64(fd, file, &mut off, count) };
@@ -709,14 +698,19 @@ impl Driver {
     /// [`send_now`](Self::send_now) or [`sendfile`](Self::sendfile)): a
     /// one-shot `POLLOUT` poll in the ring. Also ready when the socket is
     /// closed or in error; the next write reports that.
-    pub(crate) fn poll_writable(&self, id: ConnId, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_writable(&self, id: ConnId, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut conns = self.conns.borrow_mut();
-        let Some(Some(c)) = conns.get_mut(id.slot as usize) else { return Poll::Ready(()) };
+        let Some(Some(c)) = conns.get_mut(id.slot as usize) else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
         if c.generation != id.generation || c.released {
-            return Poll::Ready(());
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         }
         if std::mem::take(&mut c.writable) {
-            return Poll::Ready(());
+            return Poll::Ready(match c.send_error.take() {
+                Some(e) => Err(io::Error::from_raw_os_error(e)),
+                None => Ok(()),
+            });
         }
         c.write_waker = Some(cx.waker().clone());
         if !c.polling {
@@ -806,10 +800,10 @@ impl Driver {
             }
         };
         let e = if self.multishot_accept.get() {
-            opcode::AcceptMulti::new(types::Fd(fd)).flags(libc::SOCK_CLOEXEC).build()
+            opcode::AcceptMulti::new(types::Fd(fd)).flags(ACCEPT_FLAGS).build()
         } else {
             opcode::Accept::new(types::Fd(fd), std::ptr::null_mut(), std::ptr::null_mut())
-                .flags(libc::SOCK_CLOEXEC)
+                .flags(ACCEPT_FLAGS)
                 .build()
         };
         self.push(e.user_data(user_data(Kind::Accept, 0, 0)));
