@@ -198,9 +198,11 @@ pub enum Body {
     /// `len` bytes of an open file from `offset`, sent with `Content-Length`
     /// by `sendfile(2)`: the bytes go from the page cache to the socket
     /// without passing through user space (what nginx's `sendfile on` does).
-    /// The file must stay at least `offset + len` bytes long while it is
-    /// sent; if it shrinks, the connection is closed. As with nginx, a
-    /// `sendfile` of bytes not in the page cache reads them from disk on the
+    /// Up to 16 KiB are instead read in behind the head (`pread`), so a small
+    /// file leaves in one write with it. The file must stay at least
+    /// `offset + len` bytes long while it is sent; if it shrinks, a small
+    /// body is answered `500` and a large one's connection is closed. As
+    /// with nginx, bytes not in the page cache are read from disk on the
     /// worker's thread.
     File {
         file: Rc<dyn AsRawFd>,

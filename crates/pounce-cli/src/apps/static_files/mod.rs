@@ -15,8 +15,9 @@
 //!    ([`encoding`]);
 //! 5. preconditions ([`conditional`]) → `304`/`412`; then `Range` ([`range`])
 //!    → `206`/`416`;
-//! 6. the body: by default `sendfile(2)` from the page cache (zero-copy,
-//!    as nginx does); with `--sendfile=false`, up to 64 KiB read whole
+//! 6. the body: by default a [`Body::file`], which the server sends with
+//!    `sendfile(2)` from the page cache (zero-copy, as nginx does) or, up to
+//!    16 KiB, copies in behind the head; with `--sendfile=false`, up to 64 KiB read whole
 //!    through io_uring and sent in one write with the head, larger ones
 //!    streamed in bounded chunks of io_uring reads ([`body`]).
 //!
