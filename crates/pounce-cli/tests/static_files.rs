@@ -26,6 +26,20 @@ const STATIC_ENV: &[&str] =
 const SENDFILE: &[&str] = &[];
 const URING_READS: &[&str] = &["--sendfile=false"];
 
+/// Two tests, one per mode, around `fn with(mode: &[&str])`.
+macro_rules! in_both_modes {
+    ($sendfile:ident, $uring:ident, $with:ident) => {
+        #[test]
+        fn $sendfile() {
+            $with(SENDFILE);
+        }
+        #[test]
+        fn $uring() {
+            $with(URING_READS);
+        }
+    };
+}
+
 /// A directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
 
@@ -356,15 +370,11 @@ fn directories_redirect_serve_index_and_never_list() {
     assert_eq!(common::get(p.addr, "/empty").status, 301);
 }
 
-#[test]
-fn five_mib_file_arrives_intact() {
-    five_mib_file_arrives_intact_with(SENDFILE);
-}
-
-#[test]
-fn five_mib_file_arrives_intact_through_io_uring_reads() {
-    five_mib_file_arrives_intact_with(URING_READS);
-}
+in_both_modes!(
+    five_mib_file_arrives_intact,
+    five_mib_file_arrives_intact_through_io_uring_reads,
+    five_mib_file_arrives_intact_with
+);
 
 fn five_mib_file_arrives_intact_with(mode: &[&str]) {
     let d = TempDir::new("big");
@@ -383,15 +393,11 @@ fn five_mib_file_arrives_intact_with(mode: &[&str]) {
     }
 }
 
-#[test]
-fn ranges_at_both_ends_and_unsatisfiable() {
-    ranges_at_both_ends_and_unsatisfiable_with(SENDFILE);
-}
-
-#[test]
-fn ranges_at_both_ends_and_unsatisfiable_through_io_uring_reads() {
-    ranges_at_both_ends_and_unsatisfiable_with(URING_READS);
-}
+in_both_modes!(
+    ranges_at_both_ends_and_unsatisfiable,
+    ranges_at_both_ends_and_unsatisfiable_through_io_uring_reads,
+    ranges_at_both_ends_and_unsatisfiable_with
+);
 
 fn ranges_at_both_ends_and_unsatisfiable_with(mode: &[&str]) {
     let d = TempDir::new("ranges");
@@ -771,15 +777,11 @@ fn split(mut buf: Vec<u8>, head_end: Option<usize>, complete: bool) -> (String, 
     (String::from_utf8_lossy(&buf).into_owned(), body, complete)
 }
 
-#[test]
-fn download_in_progress_at_sigterm_completes_then_exit_0() {
-    download_in_progress_at_sigterm_completes_then_exit_0_with(SENDFILE);
-}
-
-#[test]
-fn download_in_progress_at_sigterm_completes_then_exit_0_through_io_uring_reads() {
-    download_in_progress_at_sigterm_completes_then_exit_0_with(URING_READS);
-}
+in_both_modes!(
+    download_in_progress_at_sigterm_completes_then_exit_0,
+    download_in_progress_at_sigterm_completes_then_exit_0_through_io_uring_reads,
+    download_in_progress_at_sigterm_completes_then_exit_0_with
+);
 
 fn download_in_progress_at_sigterm_completes_then_exit_0_with(mode: &[&str]) {
     let d = TempDir::new("drain");
@@ -813,15 +815,11 @@ fn download_in_progress_at_sigterm_completes_then_exit_0_with(mode: &[&str]) {
     assert!(p.wait_log("All workers stopped", Duration::from_secs(1)).is_some());
 }
 
-#[test]
-fn stalled_download_is_force_closed_at_shutdown_timeout() {
-    stalled_download_is_force_closed_at_shutdown_timeout_with(SENDFILE);
-}
-
-#[test]
-fn stalled_download_is_force_closed_at_shutdown_timeout_through_io_uring_reads() {
-    stalled_download_is_force_closed_at_shutdown_timeout_with(URING_READS);
-}
+in_both_modes!(
+    stalled_download_is_force_closed_at_shutdown_timeout,
+    stalled_download_is_force_closed_at_shutdown_timeout_through_io_uring_reads,
+    stalled_download_is_force_closed_at_shutdown_timeout_with
+);
 
 fn stalled_download_is_force_closed_at_shutdown_timeout_with(mode: &[&str]) {
     let d = TempDir::new("stall");
@@ -844,15 +842,11 @@ fn stalled_download_is_force_closed_at_shutdown_timeout_with(mode: &[&str]) {
     assert!(body.len() + rest.len() < 12 << 20, "the body must not have completed");
 }
 
-#[test]
-fn a_slow_download_outlasting_request_timeout_is_not_cut() {
-    a_slow_download_outlasting_request_timeout_is_not_cut_with(SENDFILE);
-}
-
-#[test]
-fn a_slow_download_outlasting_request_timeout_is_not_cut_through_io_uring_reads() {
-    a_slow_download_outlasting_request_timeout_is_not_cut_with(URING_READS);
-}
+in_both_modes!(
+    a_slow_download_outlasting_request_timeout_is_not_cut,
+    a_slow_download_outlasting_request_timeout_is_not_cut_through_io_uring_reads,
+    a_slow_download_outlasting_request_timeout_is_not_cut_with
+);
 
 fn a_slow_download_outlasting_request_timeout_is_not_cut_with(mode: &[&str]) {
     // request_timeout bounds the handler (reading the file is fast); the
@@ -871,15 +865,11 @@ fn a_slow_download_outlasting_request_timeout_is_not_cut_with(mode: &[&str]) {
     assert!(body == data);
 }
 
-#[test]
-fn pipelined_requests_keep_their_order_around_file_bodies() {
-    pipelined_requests_keep_their_order_around_file_bodies_with(SENDFILE);
-}
-
-#[test]
-fn pipelined_requests_keep_their_order_around_file_bodies_through_io_uring_reads() {
-    pipelined_requests_keep_their_order_around_file_bodies_with(URING_READS);
-}
+in_both_modes!(
+    pipelined_requests_keep_their_order_around_file_bodies,
+    pipelined_requests_keep_their_order_around_file_bodies_through_io_uring_reads,
+    pipelined_requests_keep_their_order_around_file_bodies_with
+);
 
 /// A file body sent by `sendfile(2)` must not overtake the responses queued
 /// before it in the ring, nor be overtaken by those after it.
@@ -929,15 +919,11 @@ fn pipelined_requests_keep_their_order_around_file_bodies_with(mode: &[&str]) {
     }
 }
 
-#[test]
-fn a_file_truncated_while_it_is_sent_closes_only_that_connection() {
-    a_file_truncated_while_it_is_sent_closes_only_that_connection_with(SENDFILE);
-}
-
-#[test]
-fn a_file_truncated_while_it_is_sent_closes_only_that_connection_through_io_uring_reads() {
-    a_file_truncated_while_it_is_sent_closes_only_that_connection_with(URING_READS);
-}
+in_both_modes!(
+    a_file_truncated_while_it_is_sent_closes_only_that_connection,
+    a_file_truncated_while_it_is_sent_closes_only_that_connection_through_io_uring_reads,
+    a_file_truncated_while_it_is_sent_closes_only_that_connection_with
+);
 
 /// The head promised the old length; the server cannot keep that promise,
 /// so it closes the connection (the client sees a short body, never bytes

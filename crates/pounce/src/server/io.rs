@@ -110,17 +110,18 @@ impl<'d> Io<'d> {
         None
     }
 
-    /// Reads into `buf` (Ok(0) is EOF).
-    pub(crate) async fn read(
+    /// The shape of every wait: `ready` is polled first, every time (what
+    /// is already there costs no timer), then `watch` and the deadline.
+    async fn wait_for<T>(
         &mut self,
-        buf: &mut [u8],
-        deadline: Instant,
         watch: Watch,
-    ) -> Waited<io::Result<usize>> {
+        deadline: Instant,
+        mut ready: impl FnMut(&mut Self, &mut Context<'_>) -> Poll<T>,
+    ) -> Waited<T> {
         let mut armed = false;
         poll_fn(|cx| {
-            if let Poll::Ready(r) = self.poll_read(cx, buf) {
-                return Poll::Ready(Waited::Done(r));
+            if let Poll::Ready(v) = ready(self, cx) {
+                return Poll::Ready(Waited::Done(v));
             }
             match self.poll_guards(cx, watch, deadline, &mut armed) {
                 Some(w) => Poll::Ready(w),
@@ -128,6 +129,16 @@ impl<'d> Io<'d> {
             }
         })
         .await
+    }
+
+    /// Reads into `buf` (Ok(0) is EOF).
+    pub(crate) async fn read(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+        watch: Watch,
+    ) -> Waited<io::Result<usize>> {
+        self.wait_for(watch, deadline, |io, cx| io.poll_read(cx, buf)).await
     }
 
     /// True while a send is in flight.
@@ -146,17 +157,7 @@ impl<'d> Io<'d> {
     /// the connection forever.
     pub(crate) async fn sent(&mut self, stall: Duration) -> Waited<io::Result<()>> {
         let deadline = Instant::now() + stall;
-        let mut armed = false;
-        poll_fn(|cx| {
-            if let Poll::Ready(r) = self.driver.poll_sent(self.id, cx) {
-                return Poll::Ready(Waited::Done(r));
-            }
-            match self.poll_guards(cx, Watch::Forced, deadline, &mut armed) {
-                Some(w) => Poll::Ready(w),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        self.wait_for(Watch::Forced, deadline, |io, cx| io.driver.poll_sent(io.id, cx)).await
     }
 
     /// Sends `buf` and waits for it (and any send before it) to complete.
@@ -172,17 +173,7 @@ impl<'d> Io<'d> {
     /// Waits until the socket can take more bytes, within `stall`.
     async fn writable(&mut self, stall: Duration) -> Waited<io::Result<()>> {
         let deadline = Instant::now() + stall;
-        let mut armed = false;
-        poll_fn(|cx| {
-            if let Poll::Ready(r) = self.driver.poll_writable(self.id, cx) {
-                return Poll::Ready(Waited::Done(r));
-            }
-            match self.poll_guards(cx, Watch::Forced, deadline, &mut armed) {
-                Some(w) => Poll::Ready(w),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        self.wait_for(Watch::Forced, deadline, |io, cx| io.driver.poll_writable(io.id, cx)).await
     }
 
     /// Writes all of `buf` now, outside the ring (waiting for room, each
@@ -250,17 +241,7 @@ impl<'d> Io<'d> {
     /// Awaits `fut` unless the deadline passes or the worker is forced first.
     pub(crate) async fn guard<F: Future>(&mut self, fut: F, deadline: Instant) -> Waited<F::Output> {
         let mut fut = std::pin::pin!(fut);
-        let mut armed = false;
-        poll_fn(|cx| {
-            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Waited::Done(v));
-            }
-            match self.poll_guards(cx, Watch::Forced, deadline, &mut armed) {
-                Some(w) => Poll::Ready(w),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        self.wait_for(Watch::Forced, deadline, |_, cx| fut.as_mut().poll(cx)).await
     }
 
     /// `shutdown(2)` one or both directions; errors (already closed) ignored.
