@@ -7,8 +7,9 @@
 # Defaults: 5 rounds of 10 s, 2 workers, sizes 1k and 1m. The binary is built with
 # `cargo build --release -p pounce-cli` (into $CARGO_TARGET_DIR or target/) unless --no-build,
 # or taken from $POUNCE_BIN. nginx runs with its usual static-serving settings (sendfile on,
-# tcp_nopush on, access_log off, open_file_cache off as by default) and keepalive_requests
-# raised so neither server closes wrk's connections. Everything listens on 127.0.0.1 on ports
+# tcp_nopush on, access_log off, open_file_cache off as by default), keepalive_requests
+# raised so neither server closes wrk's connections, and its workers pinned to CPUs like
+# pounce's (worker_cpu_affinity auto, as bench/run.sh does). Everything listens on 127.0.0.1 on ports
 # checked to be free; every process started here is killed by pid on exit.
 set -uo pipefail
 
@@ -78,6 +79,7 @@ cat >"$TMP/nginx/nginx.conf" <<EOF
 $user_line
 daemon off;
 worker_processes $WORKERS;
+worker_cpu_affinity auto;
 pid $TMP/nginx/nginx.pid;
 error_log $TMP/nginx/logs/error.log warn;
 events { worker_connections 4096; }
