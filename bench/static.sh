@@ -70,38 +70,15 @@ for s in $SIZES; do
     head -c "$bytes" /dev/urandom >"$ROOT/$s.bin"
 done
 
-# nginx: master + WORKERS workers in the foreground (we hold its pid), all state in $TMP.
+# nginx: master + WORKERS workers in the foreground (we hold its pid), all state in $TMP;
+# bench/lib.sh's configuration (as for bench/run.sh) with a static server body.
 NGINX_PORT=$(free_port)
-mkdir -p "$TMP/nginx/logs"
-user_line=""
-[[ $EUID -eq 0 ]] && user_line="user root;"
-cat >"$TMP/nginx/nginx.conf" <<EOF
-$user_line
-daemon off;
-worker_processes $WORKERS;
-worker_cpu_affinity auto;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    keepalive_timeout 60s;
-    types { application/octet-stream bin; }
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    server {
-        listen 127.0.0.1:$NGINX_PORT reuseport;
+NGINX_CONF=$(nginx_conf "$TMP/nginx" "$NGINX_PORT" "$WORKERS" "
         root $ROOT;
-    }
-}
-EOF
-"$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" 2>"$TMP/nginx/stderr" &
+        sendfile on;
+        tcp_nopush on;
+        types { application/octet-stream bin; }") || die "cannot write nginx's configuration"
+"$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" -c "$NGINX_CONF" 2>"$TMP/nginx/stderr" &
 NGINX_PID=$!
 track_pid "$NGINX_PID"
 wait_port "$NGINX_PORT" "$NGINX_PID" || die "nginx did not start: $(cat "$TMP/nginx/stderr" "$TMP/nginx/logs/error.log" 2>/dev/null)"
