@@ -70,6 +70,10 @@ fn limits() {
     assert_eq!(r.status, 413);
     assert!(r.closes());
     refused(&p, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999\r\n\r\n", 413);
+    // A HEAD is answered without a body, even a refusal (then the close).
+    let out = raw(p.addr, b"HEAD /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 17\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 413 ") && out.contains("\r\nConnection: close\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\n"), "no body after the head: {out:?}");
     // Enforced while decoding chunks.
     refused(&p, b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n1\r\nx\r\n0\r\n\r\n", 413);
     // Exactly the limit is fine.

@@ -95,6 +95,8 @@ pub(crate) struct Conn<'c, H> {
     accepted: Instant,
     idle_since: Instant,
     served: u64,
+    /// The request being handled is a HEAD (its error responses get no body).
+    head_request: bool,
 }
 
 impl<'c, H: Handler> Conn<'c, H> {
@@ -111,6 +113,7 @@ impl<'c, H: Handler> Conn<'c, H> {
             accepted: now,
             idle_since: now,
             served: 0,
+            head_request: false,
         }
     }
 
@@ -295,6 +298,9 @@ impl<'c, H: Handler> Conn<'c, H> {
         let cfg = &ctx.config;
         let version = self.head.version();
         let started = Instant::now();
+        // Known from here to the end of this request: refusals while reading
+        // its body then answer a HEAD without a body too.
+        self.head_request = self.head.is_head_method(self.rbuf.data());
 
         let (body_at, request_end) = match self.read_body(started + cfg.request_timeout).await {
             Ok(v) => v,
@@ -308,7 +314,7 @@ impl<'c, H: Handler> Conn<'c, H> {
             BodyAt::Owned => &self.body,
         };
         let req = Request { buf: data, head: &self.head, body, peer: self.peer, worker: ctx.id };
-        let is_head = self.head.is_head_method(data);
+        let is_head = self.head_request;
         // The handler's time starts once the body is in: for a request
         // without one (most), that is now already.
         let body_done = if self.head.framing == Framing::Empty { started } else { Instant::now() };
@@ -386,6 +392,7 @@ impl<'c, H: Handler> Conn<'c, H> {
         // Done with this request's bytes. (The body buffer itself goes when
         // the connection is idle: release_buffers.)
         self.rbuf.consume(request_end);
+        self.head_request = false;
         self.body.clear();
         self.served += 1;
         self.idle_since = Instant::now();
@@ -483,7 +490,8 @@ impl<'c, H: Handler> Conn<'c, H> {
 
     /// Queues an error response with `Connection: close`; the connection ends.
     fn refuse(&mut self, status: u16) -> Flow {
-        encode_error(self.out(), status, &[]);
+        let with_body = !self.head_request;
+        encode_error(self.out(), status, &[], with_body);
         Flow::Close
     }
 
@@ -528,7 +536,7 @@ impl<'c, H: Handler> Conn<'c, H> {
         let head_at = self.out().len();
         if encode_head(self.out(), &head).is_err() {
             log::error!("handler returned a header with CR, LF, NUL or an invalid name; answered 500");
-            encode_error(self.out(), 500, &[]);
+            encode_error(self.out(), 500, &[], !is_head);
             return (Flow::Close, 500, 0);
         }
         let flow = if keep_alive { Flow::KeepAlive } else { Flow::Close };
@@ -569,7 +577,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                         // Nothing of this response has left yet: answer 500.
                         log::warn!("reading a file body failed ({e}); answered 500");
                         out.truncate(head_at);
-                        encode_error(out, 500, &[]);
+                        encode_error(out, 500, &[], !is_head);
                         (Flow::Close, 500, 0)
                     }
                 }
@@ -747,8 +755,9 @@ fn pread_exact(fd: std::os::fd::RawFd, buf: &mut [u8], mut offset: u64) -> std::
     Ok(())
 }
 
-/// Appends a small text error response with `Connection: close`.
-pub(crate) fn encode_error(out: &mut Vec<u8>, status: u16, extra: &[(&'static str, &str)]) {
+/// Appends a small text error response with `Connection: close`; its body
+/// only when `with_body` (not for a HEAD request).
+pub(crate) fn encode_error(out: &mut Vec<u8>, status: u16, extra: &[(&'static str, &str)], with_body: bool) {
     let body = reason(status);
     let head = Head {
         status,
@@ -759,8 +768,10 @@ pub(crate) fn encode_error(out: &mut Vec<u8>, status: u16, extra: &[(&'static st
         connection: ConnHeader::Close,
     };
     encode_head(out, &head).expect("server-made heads are valid");
-    out.extend_from_slice(body.as_bytes());
-    out.push(b'\n');
+    if with_body {
+        out.extend_from_slice(body.as_bytes());
+        out.push(b'\n');
+    }
 }
 
 fn log_refusal(peer: SocketAddr, e: HeadError) {

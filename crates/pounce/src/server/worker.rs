@@ -280,7 +280,7 @@ fn refuse<H: Handler>(
                 {
                     health::encode_draining(&mut out, ctx.id, io.drain().active(), &ctx.shared);
                 }
-                _ => encode_error(&mut out, 503, &[("Retry-After", retry_after)]),
+                _ => encode_error(&mut out, 503, &[("Retry-After", retry_after)], true),
             }
             if parsed && method == b"HEAD" {
                 // The same head (Content-Length included), no body.
