@@ -23,19 +23,11 @@ while (($#)); do
     esac
     shift
 done
-for v in ROUNDS DURATION WORKERS; do
-    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "--${v,,} must be a positive integer" >&2; exit 2; }
-done
+positive_ints ROUNDS DURATION WORKERS
 
 bench_init
 ((INSTALL)) && ensure_tools
-if ((BUILD)); then
-    build_pounce
-elif [[ -z "${POUNCE_BIN:-}" ]]; then
-    t="${CARGO_TARGET_DIR:-target}"; [[ "$t" == /* ]] || t="$REPO_DIR/$t"
-    POUNCE_BIN="$t/release/pounce"
-    [[ -x "$POUNCE_BIN" ]] || die "--no-build but no binary at $POUNCE_BIN"
-fi
+pounce_binary "$BUILD"
 raise_nofile 65536
 
 RESULTS="$BENCH_TMP/results.jsonl"

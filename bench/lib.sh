@@ -134,6 +134,28 @@ ensure_matplotlib() {
 
 # Build pounce in release mode; sets POUNCE_BIN. Honours CARGO_TARGET_DIR (relative paths are
 # relative to the repo root, where cargo runs) and a preset POUNCE_BIN (skips the build).
+# positive_ints VAR... → exits 2 naming the option (--var) if a variable is not a positive
+# integer; for checking option values right after parsing.
+positive_ints() {
+    local v
+    for v in "$@"; do
+        [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "--${v,,} must be a positive integer" >&2; exit 2; }
+    done
+}
+
+# pounce_binary BUILD → sets POUNCE_BIN: built when BUILD is 1 (a preset POUNCE_BIN skips the
+# build), else the existing release binary (--no-build).
+pounce_binary() {
+    if (($1)); then
+        build_pounce
+    elif [[ -z "${POUNCE_BIN:-}" ]]; then
+        local t="${CARGO_TARGET_DIR:-target}"
+        [[ "$t" == /* ]] || t="$REPO_DIR/$t"
+        POUNCE_BIN="$t/release/pounce"
+    fi
+    [[ -x "$POUNCE_BIN" ]] || die "no pounce binary at $POUNCE_BIN (build it, or drop --no-build)"
+}
+
 build_pounce() {
     if [[ -n "${POUNCE_BIN:-}" ]]; then
         [[ -x "$POUNCE_BIN" ]] || die "POUNCE_BIN=$POUNCE_BIN is not executable"

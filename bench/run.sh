@@ -62,9 +62,7 @@ else
 fi
 RESULTS_PNG="${RESULTS_MD%.md}.png"
 [[ "$RESULTS_MD" == "$BENCH_DIR/RESULTS.md" ]] && RESULTS_PNG="$BENCH_DIR/results.png"
-for v in ROUNDS DURATION WORKERS; do
-    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "--${v,,} must be a positive integer" >&2; exit 2; }
-done
+positive_ints ROUNDS DURATION WORKERS
 for n in $IDLE; do [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "--idle takes positive integers" >&2; exit 2; }; done
 
 bench_init
@@ -74,13 +72,7 @@ bench_init
 
 ((INSTALL)) && { ensure_tools; ensure_matplotlib; }
 ((INSTALL)) || for t in nginx wrk hey h2load timeout; do command -v $t >/dev/null || die "$t missing (--no-install)"; done
-if ((BUILD)); then
-    build_pounce
-elif [[ -z "${POUNCE_BIN:-}" ]]; then
-    t="${CARGO_TARGET_DIR:-target}"; [[ "$t" == /* ]] || t="$REPO_DIR/$t"
-    POUNCE_BIN="$t/release/pounce"
-    [[ -x "$POUNCE_BIN" ]] || die "--no-build but no binary at $POUNCE_BIN"
-fi
+pounce_binary "$BUILD"
 
 MAX_IDLE=0
 for n in $IDLE; do ((n > MAX_IDLE)) && MAX_IDLE=$n; done

@@ -12,6 +12,8 @@
 # pounce's (worker_cpu_affinity auto, as bench/run.sh does). Everything listens on 127.0.0.1 on ports
 # checked to be free; every process started here is killed by pid on exit.
 set -uo pipefail
+# shellcheck source=bench/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
 ROUNDS=5 DURATION=10 WORKERS=2 SIZES="1k 1m" BUILD=1
 while (($#)); do
@@ -26,15 +28,11 @@ while (($#)); do
     esac
     shift
 done
-for v in ROUNDS DURATION WORKERS; do
-    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "--${v,,} must be a positive integer" >&2; exit 2; }
-done
+positive_ints ROUNDS DURATION WORKERS
 for s in $SIZES; do
     [[ "$s" =~ ^[1-9][0-9]*[km]$ ]] || { echo "--sizes takes sizes like 1k or 4m, got $s" >&2; exit 2; }
 done
 
-# shellcheck source=bench/lib.sh
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 NGINX="${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
 [[ -x "$NGINX" ]] || die "nginx is not installed (apt-get install nginx-light)"
@@ -53,13 +51,7 @@ wait_port() {
     return 1
 }
 
-if ((BUILD)); then
-    build_pounce   # (a preset POUNCE_BIN skips the build)
-elif [[ -z "${POUNCE_BIN:-}" ]]; then
-    t="${CARGO_TARGET_DIR:-target}"; [[ "$t" == /* ]] || t="$REPO_DIR/$t"
-    POUNCE_BIN="$t/release/pounce"
-fi
-[[ -x "$POUNCE_BIN" ]] || die "no pounce binary at $POUNCE_BIN"
+pounce_binary "$BUILD"
 
 # The served files: random bytes, so neither server can do anything clever with them.
 ROOT="$TMP/www"
