@@ -284,6 +284,16 @@ impl Driver {
         }
     }
 
+    /// Connections registered and not yet closed.
+    pub(crate) fn open_connections(&self) -> usize {
+        self.conns.borrow().len() - self.free.borrow().len()
+    }
+
+    /// Completions are waiting to be handled.
+    pub(crate) fn has_completions(&self) -> bool {
+        !self.ring.borrow_mut().completion().is_empty()
+    }
+
     // ---- completions ------------------------------------------------------
 
     /// Drains the completion queue and dispatches each completion.
