@@ -591,7 +591,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                 if !self.written(r) {
                     return (Flow::Abort, status, 0);
                 }
-                let r = self.io.write_now(&self.wbuf, true, stall).await;
+                let r = self.io.write_now(&self.wbuf, stall).await;
                 self.wbuf.clear();
                 if !self.written(r) {
                     return (Flow::Abort, status, 0);

@@ -177,17 +177,12 @@ impl<'d> Io<'d> {
     }
 
     /// Writes all of `buf` now, outside the ring (waiting for room, each
-    /// wait within `stall`); `more` corks it to what follows. Only once no
-    /// ring send is in flight ([`sent`](Self::sent)).
-    pub(crate) async fn write_now(
-        &mut self,
-        buf: &[u8],
-        more: bool,
-        stall: Duration,
-    ) -> Waited<io::Result<()>> {
+    /// wait within `stall`), corked to the `sendfile` that follows. Only once
+    /// no ring send is in flight ([`sent`](Self::sent)).
+    pub(crate) async fn write_now(&mut self, buf: &[u8], stall: Duration) -> Waited<io::Result<()>> {
         let mut off = 0;
         while off < buf.len() {
-            match self.driver.send_now(self.id, &buf[off..], more) {
+            match self.driver.send_now(self.id, &buf[off..]) {
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.writable(stall).await {
                     Waited::Done(Ok(())) => {}

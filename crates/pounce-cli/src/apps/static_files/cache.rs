@@ -58,8 +58,8 @@ pub enum Lookup {
 struct Entry {
     opened: Opened,
     used: u64,
-    /// Which precompressed siblings existed (bit per [`encoding::ALL`]
-    /// index), and when that was checked.
+    /// Which precompressed siblings existed (a set of `Coding::bit`s), and
+    /// when that was checked.
     siblings: Option<(Instant, u8)>,
 }
 
@@ -152,12 +152,12 @@ pub fn siblings(root: &Root, rel: &[u8], now: Instant) -> u8 {
     }
     let mut name = Vec::with_capacity(rel.len() + 3);
     let mut mask = 0u8;
-    for (i, coding) in encoding::ALL.iter().enumerate() {
+    for coding in encoding::ALL {
         name.clear();
         name.extend_from_slice(rel);
         name.extend_from_slice(coding.suffix());
         if root.stat(&name).is_ok_and(|m| m.kind == Kind::File) {
-            mask |= 1 << i;
+            mask |= coding.bit();
         }
     }
     with_cache(root, |c| {

@@ -25,6 +25,14 @@ impl Coding {
         }
     }
 
+    /// Its bit in a set of codings (which siblings a file has).
+    pub fn bit(self) -> u8 {
+        match self {
+            Coding::Br => 1,
+            Coding::Gzip => 2,
+        }
+    }
+
     /// The sibling's file-name suffix.
     pub fn suffix(self) -> &'static [u8] {
         match self {

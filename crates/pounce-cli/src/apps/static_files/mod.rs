@@ -129,8 +129,7 @@ impl Handler for StaticFiles {
         // is revalidated like any file; which exist is remembered briefly).
         let accepted = encoding::preferred(req.header_str("accept-encoding"));
         let present = cache::siblings(&self.root, &rel, std::time::Instant::now());
-        let exists =
-            |c: Coding| present & (1 << encoding::ALL.iter().position(|&a| a == c).unwrap_or(0)) != 0;
+        let exists = |c: Coding| present & c.bit() != 0;
         let mut chosen: Option<(Coding, Opened)> = None;
         for &coding in accepted.iter().filter(|&&c| exists(c)) {
             let mut sibling = rel.clone();

@@ -21,7 +21,9 @@
 //! Completions signal an eventfd registered with the ring; a glommio task
 //! waits on that eventfd (an io_uring read in glommio's own ring), drains the
 //! completion queue and wakes the connection tasks concerned. A second task
-//! submits queued entries once per round of woken tasks.
+//! submits queued entries once per round of woken tasks. glommio sometimes
+//! sleeps through that eventfd read, so a third checks for completions nobody
+//! was woken for every few milliseconds (see the worker, bench/NOTES.md §6b).
 //!
 //! The ring uses `COOP_TASKRUN` but not `DEFER_TASKRUN`: with the latter the
 //! kernel work behind a completion waits until this thread enters *this*
@@ -40,7 +42,7 @@ mod bufring;
 use super::pool::BufPool;
 use bufring::BufRing;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -375,13 +377,8 @@ impl Driver {
             }
         }
         let Some(Some(c)) = conns.get_mut(slot as usize) else { return };
-        if let Some(w) = c.read_waker.take() {
-            w.wake();
-        }
-        if c.released && c.idle() {
-            drop(conns);
-            self.close_slot(slot);
-        }
+        let waker = c.read_waker.take();
+        self.settle(conns, slot, waker);
     }
 
     fn on_send(&self, slot: u32, generation: u32, res: i32) {
@@ -415,13 +412,8 @@ impl Driver {
             self.pool.put_write(v);
         }
         c.send_off = 0;
-        if let Some(w) = c.write_waker.take() {
-            w.wake();
-        }
-        if c.released && c.idle() {
-            drop(conns);
-            self.close_slot(slot);
-        }
+        let waker = c.write_waker.take();
+        self.settle(conns, slot, waker);
     }
 
     fn on_writable(&self, slot: u32, generation: u32, res: i32) {
@@ -437,11 +429,19 @@ impl Driver {
             // letting the writer retry forever.
             c.send_error = Some(-res);
         }
-        if let Some(w) = c.write_waker.take() {
+        let waker = c.write_waker.take();
+        self.settle(conns, slot, waker);
+    }
+
+    /// The end of every connection completion: wake the task waiting for it,
+    /// or, if the task is gone and nothing is in flight any more, close.
+    fn settle(&self, conns: RefMut<'_, Vec<Option<ConnIo>>>, slot: u32, waker: Option<Waker>) {
+        let close = matches!(conns.get(slot as usize), Some(Some(c)) if c.released && c.idle());
+        drop(conns);
+        if let Some(w) = waker {
             w.wake();
         }
-        if c.released && c.idle() {
-            drop(conns);
+        if close {
             self.close_slot(slot);
         }
     }
@@ -670,13 +670,13 @@ impl Driver {
 
     // ---- writing outside the ring (head + sendfile) -----------------------
 
-    /// `send(2)` right now, without waiting: for the head before a
-    /// `sendfile`, which must not overtake it. `more` corks it to the bytes
-    /// that follow. Only while no ring send is in flight on `id`.
-    pub(crate) fn send_now(&self, id: ConnId, buf: &[u8], more: bool) -> io::Result<usize> {
+    /// `send(2)` right now, without waiting, corked (`MSG_MORE`) to the bytes
+    /// that follow: for the head before a `sendfile`, which must not
+    /// overtake it. Only while no ring send is in flight on `id`.
+    pub(crate) fn send_now(&self, id: ConnId, buf: &[u8]) -> io::Result<usize> {
         let fd = self.live_fd(id)?;
         debug_assert!(!self.sending(id), "a ring send would be overtaken");
-        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE;
         // SAFETY: `buf` is valid for `buf.len()` bytes; the descriptor is open.
         let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) };
         if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
