@@ -24,6 +24,7 @@ FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
+COPY vendor ./vendor
 # The same command CI checks (crates/pounce-cli/tests/deploy.rs): the release
 # profile (fat LTO), only the binary's crate, and exactly the committed
 # Cargo.lock. The cache mounts keep the registry and target between builds;

@@ -1005,7 +1005,8 @@ fn dockerfile_builds_what_ci_builds_and_runs_pounce_properly() {
     assert!(copied_out, "the build stage must take {built} out of the cached target/");
 
     // Everything cargo needs is in the build context and copied in: the
-    // manifest, the lock, and every workspace member.
+    // manifest, the lock, every workspace member, and every package patched
+    // in from a path (vendor/glommio: whole, it has a build script and C).
     let ignore: Vec<String> = read(".dockerignore")
         .lines()
         .map(str::trim)
@@ -1028,6 +1029,12 @@ fn dockerfile_builds_what_ci_builds_and_runs_pounce_properly() {
             let dir =
                 manifest.parent().unwrap().strip_prefix(&root_dir).unwrap().to_string_lossy().into_owned();
             needed.push(format!("{dir}/Cargo.toml"));
+            needed.push(format!("{dir}/src"));
+        } else if p["source"].is_null() {
+            let manifest = PathBuf::from(p["manifest_path"].as_str().unwrap());
+            let dir =
+                manifest.parent().unwrap().strip_prefix(&root_dir).unwrap().to_string_lossy().into_owned();
+            needed.push(format!("{dir}/build.rs"));
             needed.push(format!("{dir}/src"));
         }
     }

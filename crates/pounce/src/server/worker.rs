@@ -34,10 +34,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Connections being refused (503) at once, per worker; beyond this a refused
 /// connection is simply closed.
 const MAX_REJECTING: usize = 1024;
-/// How often a worker looks for completions nobody was woken for (see
-/// `spawn_driver_tasks`), with connections open and without.
-const WATCHDOG_BUSY: Duration = Duration::from_millis(10);
-const WATCHDOG_IDLE: Duration = Duration::from_millis(100);
 /// Longest wait for the head of a connection that will be refused.
 const REJECT_HEAD_WAIT: Duration = Duration::from_secs(1);
 
@@ -124,22 +120,6 @@ fn spawn_driver_tasks<H: Handler>(ctx: &Rc<WorkerCtx<H>>) -> std::io::Result<()>
         loop {
             poll_fn(|cx| c.driver.poll_kicked(cx)).await;
             c.driver.submit();
-        }
-    })
-    .detach();
-    // glommio sometimes sleeps through the eventfd read completing: measured
-    // under load, the read came back after 0.4–0.7 s (its next own timer) with
-    // the eventfd already signalled twice and 130 completions waiting, every
-    // connection of the worker stalled meanwhile. This timer bounds such a
-    // stall: short while the worker has connections, long when it has none.
-    let c = ctx.clone();
-    glommio::spawn_local(async move {
-        loop {
-            let every = if c.driver.open_connections() > 0 { WATCHDOG_BUSY } else { WATCHDOG_IDLE };
-            Timer::new(every).await;
-            if c.driver.has_completions() {
-                c.driver.process();
-            }
         }
     })
     .detach();

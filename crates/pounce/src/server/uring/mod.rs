@@ -21,14 +21,14 @@
 //! Completions signal an eventfd registered with the ring; a glommio task
 //! waits on that eventfd (an io_uring read in glommio's own ring), drains the
 //! completion queue and wakes the connection tasks concerned. A second task
-//! submits queued entries once per round of woken tasks. glommio sometimes
-//! sleeps through that eventfd read, so a third checks for completions nobody
-//! was woken for every few milliseconds (see the worker, bench/NOTES.md §6b).
+//! submits queued entries once per round of woken tasks. (glommio 0.9 could
+//! park with that task woken but not yet run, stalling the worker until its
+//! next timer; the vendored glommio fixes it, see vendor/glommio/PATCHED.md.)
 //!
-//! The ring uses `COOP_TASKRUN` but not `DEFER_TASKRUN`: with the latter the
-//! kernel work behind a completion waits until this thread enters *this*
-//! ring with GETEVENTS and the eventfd is not signalled for it, so a worker
-//! asleep in glommio's ring would never wake (measured: requests hang).
+//! The ring uses `COOP_TASKRUN` but not `DEFER_TASKRUN`: the latter works
+//! (the eventfd is signalled when deferred work is queued, so the muting
+//! below must then also check the ring's TASKRUN flag) but measured no
+//! better: 7.01 vs 6.80 µs of CPU per request (bench/NOTES.md §4).
 //!
 //! Buffer lifetimes: receive buffers belong to the ring and are lent to a
 //! connection only until it copies their bytes out; a send takes ownership of
@@ -284,16 +284,6 @@ impl Driver {
         if !self.ring.borrow_mut().completion().is_empty() {
             self.process();
         }
-    }
-
-    /// Connections registered and not yet closed.
-    pub(crate) fn open_connections(&self) -> usize {
-        self.conns.borrow().len() - self.free.borrow().len()
-    }
-
-    /// Completions are waiting to be handled.
-    pub(crate) fn has_completions(&self) -> bool {
-        !self.ring.borrow_mut().completion().is_empty()
     }
 
     // ---- completions ------------------------------------------------------
