@@ -5,7 +5,7 @@
 
 Opens N connections to 127.0.0.1:PORT, keeps one `GET /` in flight on each, and records
 every request slower than --slow-ms with when it was sent. A stall of the whole server shows
-as many connections slow at the same moment (how the glommio eventfd stall of
+as many connections slow at the same moment (how the glommio executor stall of
 bench/NOTES.md §6b was found: every connection of a worker stalled for 0.06-0.9 s at once).
 wrk's p99 only says that something was slow; this says when and for whom. Prints a summary
 and the first slow requests; exits 0 unless the server could not be reached.
