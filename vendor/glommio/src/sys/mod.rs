@@ -306,6 +306,10 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // pounce patch: pairs with the fence the sleeping side issues between
+        // `prepare_to_sleep` and its last look at remote channels (it used a
+        // process-wide membarrier instead, which made this side free).
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)

@@ -1861,9 +1861,13 @@ impl Reactor {
             // that opened up room. If it did we bail on sleep and go process it.
             self.notifier.prepare_to_sleep();
             // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. This translates to `sys_membarrier()` /
-            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
+            // details. Upstream this is `membarrier::heavy()`, a
+            // `sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` that interrupts
+            // every CPU running a thread of this process, on every park. pounce
+            // patch: a full fence here, paired with the one every remote notifier
+            // now issues (`SleepNotifier::notify`), orders the same two stores and
+            // loads; remote wake-ups are rare in pounce, parks are not.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
