@@ -1222,6 +1222,9 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// pounce patch: when the preemption timer in the slot above was armed
+    /// (`None` when the slot holds no preemption timer).
+    preempt_armed_at: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1353,6 +1356,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            preempt_armed_at: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1814,22 +1818,50 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
+        // pounce patch: upstream cancels and re-arms both preemption timers on
+        // every call (every loop iteration and every park): two cancellations,
+        // three new entries and their completions in two rings each time.
+        // Instead, a preemption timer still pending and armed less than half
+        // a period ago is kept when we will not sleep (preemption then comes
+        // between half a period and a period after a run starts, instead of
+        // exactly a period), and the count-based throughput timer is kept
+        // until it fires.
+        let keep_preempt = match (preempt_timer(), self.preempt_armed_at.get()) {
+            (Some(period), Some(at)) if at.elapsed() < period / 2 => {
+                let src = self.latency_preemption_timeout_src.take();
+                let pending = src.as_ref().is_some_and(|s| !s.has_result());
+                self.latency_preemption_timeout_src.set(src);
+                pending
+            }
+            _ => false,
+        };
+
         // Cancel the old timer regardless of whether we can sleep:
         // if we won't sleep, we will register the new timer with its new
         // value.
         //
         // But if we will sleep, there might be a timer registered that needs
         // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        if !keep_preempt {
+            drop(self.latency_preemption_timeout_src.take());
+            self.preempt_armed_at.set(None);
+        }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        let throughput = self.throughput_preemption_timeout_src.take();
+        match throughput {
+            Some(src) if !src.has_result() => self.throughput_preemption_timeout_src.set(Some(src)),
+            _ => {
+                drop(throughput);
+                self.throughput_preemption_timeout_src.set(Some(
+                    main_ring.prepare_throughput_preemption_timer(
+                        self.ring_depth() as u32,
+                        self.eventfd_src.raw(),
+                    ),
+                ));
+            }
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1884,8 +1916,11 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            if !keep_preempt {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                self.preempt_armed_at.set(Some(Instant::now()));
+            }
             flush_rings!(lat_ring, main_ring)?;
         }
 
