@@ -1072,28 +1072,24 @@ impl SleepableRing {
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
 
-            if self
-                .submit_sqes()
+            // pounce patch: submit the link and wait in one `io_uring_enter`
+            // (upstream: two). The kernel only waits once every entry
+            // submitted, so a link that failed to go in never leaves us asleep.
+            let submitted = self
+                .ring
+                .submit_sqes_and_wait(1)
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
+                .or_else(Reactor::intr_ok)?;
+            self.in_kernel += submitted as usize;
+            if submitted != 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
-                // Waiting here is unsafe because we could end up waiting much longer than
-                // needed.
                 // We make the SQE a no-op and return
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                // The rings were linked and we slept.
+                Ok(1)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1222,9 +1218,13 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    /// pounce patch: when the preemption timer in the slot above was armed
-    /// (`None` when the slot holds no preemption timer).
-    preempt_armed_at: Cell<Option<Instant>>,
+    /// pounce patch: when the preemption timeout in the slot above expires
+    /// (`None` when the slot holds no preemption timeout).
+    preempt_deadline: Cell<Option<Instant>>,
+    /// pounce patch: the last sleep was ended by the preemption timeout kept
+    /// for it (so the next park does not keep one again: an idle executor
+    /// would otherwise wake once per preemption period).
+    preempt_woke_us: Cell<bool>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1356,7 +1356,8 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            preempt_armed_at: Cell::new(None),
+            preempt_deadline: Cell::new(None),
+            preempt_woke_us: Cell::new(false),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1820,20 +1821,29 @@ impl Reactor {
 
         // pounce patch: upstream cancels and re-arms both preemption timers on
         // every call (every loop iteration and every park): two cancellations,
-        // three new entries and their completions in two rings each time.
-        // Instead, a preemption timer still pending and armed less than half
-        // a period ago is kept when we will not sleep (preemption then comes
-        // between half a period and a period after a run starts, instead of
-        // exactly a period), and the count-based throughput timer is kept
-        // until it fires.
-        let keep_preempt = match (preempt_timer(), self.preempt_armed_at.get()) {
-            (Some(period), Some(at)) if at.elapsed() < period / 2 => {
-                let src = self.latency_preemption_timeout_src.take();
-                let pending = src.as_ref().is_some_and(|s| !s.has_result());
-                self.latency_preemption_timeout_src.set(src);
-                pending
+        // three new entries and their completions in two rings each time, and
+        // two more entries per park for the user timer. Instead:
+        // - a preemption timeout still pending with more than half a period
+        //   to go is kept (preemption then comes between half a period and a
+        //   period after a run starts, instead of exactly a period);
+        // - when parking, a pending preemption timeout that expires no later
+        //   than the next user timer is kept and stands in for it (it wakes
+        //   us at most one preemption period early; after such a wake the
+        //   next park cancels it, so an idle executor sleeps on);
+        // - the count-based throughput timer is kept until it fires.
+        let now = Instant::now();
+        let pending_deadline = self.preempt_deadline.get().filter(|_| {
+            let src = self.latency_preemption_timeout_src.take();
+            let pending = src.as_ref().is_some_and(|s| !s.has_result());
+            self.latency_preemption_timeout_src.set(src);
+            pending
+        });
+        let keep_preempt = match (preempt_timer(), pending_deadline) {
+            (Some(period), Some(deadline)) => deadline.saturating_duration_since(now) > period / 2,
+            (None, Some(deadline)) => {
+                !self.preempt_woke_us.replace(false) && user_timer.is_none_or(|d| now + d >= deadline)
             }
-            _ => false,
+            (_, None) => false,
         };
 
         // Cancel the old timer regardless of whether we can sleep:
@@ -1844,7 +1854,7 @@ impl Reactor {
         // to be removed otherwise we'll wake up when it expires.
         if !keep_preempt {
             drop(self.latency_preemption_timeout_src.take());
-            self.preempt_armed_at.set(None);
+            self.preempt_deadline.set(None);
         }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
@@ -1882,7 +1892,8 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
+            // (pounce patch: unless a kept preemption timeout wakes us first.)
+            if let Some(dur) = user_timer.filter(|_| !keep_preempt) {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
                 assert!(flush_rings!(lat_ring)? > 0);
@@ -1909,6 +1920,11 @@ impl Reactor {
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+                    if keep_preempt {
+                        let src = self.latency_preemption_timeout_src.take();
+                        self.preempt_woke_us.set(src.as_ref().is_some_and(|s| s.has_result()));
+                        self.latency_preemption_timeout_src.set(src);
+                    }
                 }
                 // Woke up, so no need to notify us anymore.
                 self.notifier.wake_up();
@@ -1919,7 +1935,7 @@ impl Reactor {
             if !keep_preempt {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-                self.preempt_armed_at.set(Some(Instant::now()));
+                self.preempt_deadline.set(Some(Instant::now() + preempt));
             }
             flush_rings!(lat_ring, main_ring)?;
         }
