@@ -1024,19 +1024,15 @@ fn dockerfile_builds_what_ci_builds_and_runs_pounce_properly() {
     let root_dir = std::fs::canonicalize(root()).unwrap();
     let mut needed = vec!["Cargo.toml".to_string(), "Cargo.lock".to_string()];
     for p in packages {
-        if members.contains(&p["id"].as_str().unwrap()) {
-            let manifest = PathBuf::from(p["manifest_path"].as_str().unwrap());
-            let dir =
-                manifest.parent().unwrap().strip_prefix(&root_dir).unwrap().to_string_lossy().into_owned();
-            needed.push(format!("{dir}/Cargo.toml"));
-            needed.push(format!("{dir}/src"));
-        } else if p["source"].is_null() {
-            let manifest = PathBuf::from(p["manifest_path"].as_str().unwrap());
-            let dir =
-                manifest.parent().unwrap().strip_prefix(&root_dir).unwrap().to_string_lossy().into_owned();
-            needed.push(format!("{dir}/build.rs"));
-            needed.push(format!("{dir}/src"));
+        // A workspace member, or a package from a path (no registry source).
+        let member = members.contains(&p["id"].as_str().unwrap());
+        if !member && !p["source"].is_null() {
+            continue;
         }
+        let manifest = PathBuf::from(p["manifest_path"].as_str().unwrap());
+        let dir = manifest.parent().unwrap().strip_prefix(&root_dir).unwrap().to_string_lossy().into_owned();
+        needed.push(format!("{dir}/{}", if member { "Cargo.toml" } else { "build.rs" }));
+        needed.push(format!("{dir}/src"));
     }
     for n in &needed {
         assert!(!docker_ignored(&ignore, n), ".dockerignore leaves out {n}");
