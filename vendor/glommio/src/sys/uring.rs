@@ -1723,6 +1723,15 @@ impl Reactor {
         }
     }
 
+    /// pounce patch: whether the timeout in `latency_preemption_timeout_src`
+    /// has completed (`None`: the slot is empty).
+    fn timeout_slot_fired(&self) -> Option<bool> {
+        let src = self.latency_preemption_timeout_src.take();
+        let fired = src.as_ref().map(|s| s.has_result());
+        self.latency_preemption_timeout_src.set(src);
+        fired
+    }
+
     /// We want to go to sleep, but we can only go to sleep in one of the rings,
     /// as we only have one thread. There are more than one sleepable rings, so
     /// what we do is we take advantage of the fact that the ring's `ring_fd` is
@@ -1832,12 +1841,7 @@ impl Reactor {
         //   next park cancels it, so an idle executor sleeps on);
         // - the count-based throughput timer is kept until it fires.
         let now = Instant::now();
-        let pending_deadline = self.preempt_deadline.get().filter(|_| {
-            let src = self.latency_preemption_timeout_src.take();
-            let pending = src.as_ref().is_some_and(|s| !s.has_result());
-            self.latency_preemption_timeout_src.set(src);
-            pending
-        });
+        let pending_deadline = self.preempt_deadline.get().filter(|_| self.timeout_slot_fired() == Some(false));
         let keep_preempt = match (preempt_timer(), pending_deadline) {
             (Some(period), Some(deadline)) => deadline.saturating_duration_since(now) > period / 2,
             (None, Some(deadline)) => {
@@ -1921,9 +1925,7 @@ impl Reactor {
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
                     if keep_preempt {
-                        let src = self.latency_preemption_timeout_src.take();
-                        self.preempt_woke_us.set(src.as_ref().is_some_and(|s| s.has_result()));
-                        self.latency_preemption_timeout_src.set(src);
+                        self.preempt_woke_us.set(self.timeout_slot_fired() == Some(true));
                     }
                 }
                 // Woke up, so no need to notify us anymore.
