@@ -978,9 +978,19 @@ fn dockerfile_builds_what_ci_builds_and_runs_pounce_properly() {
 
     // Cargo agrees: that package exists, its binary is `pounce`, and the lock
     // file satisfies --locked as it stands.
+    // `--filter-platform` keeps it to the packages a build for this host
+    // needs: offline, cargo can only describe what it has downloaded, and a
+    // Linux build never downloads Windows-only crates.
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let vv = Command::new(&rustc).arg("-vV").output().expect("rustc -vV");
+    let host = String::from_utf8_lossy(&vv.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("rustc -vV names the host triple");
     let out = Command::new(&cargo_bin)
-        .args(["metadata", "--format-version", "1", "--locked", "--offline", "--manifest-path"])
+        .args(["metadata", "--format-version", "1", "--locked", "--offline", "--filter-platform", &host])
+        .arg("--manifest-path")
         .arg(root().join("Cargo.toml"))
         .stderr(Stdio::inherit())
         .output()
