@@ -26,6 +26,7 @@ const OPTIONS: &[(&str, &str, &str, &[&str])] = &[
     ("--log-level", "POUNCE_LOG_LEVEL", "log_level", &["loud"]),
     ("--log-format", "POUNCE_LOG_FORMAT", "log_format", &["xml"]),
     ("--access-log", "POUNCE_ACCESS_LOG", "access_log", &["maybe"]),
+    ("--sched-policy", "POUNCE_SCHED_POLICY", "sched_policy", &["fifo", "realtime", ""]),
 ];
 
 fn assert_usage_error(out: &std::process::Output, name: &str, what: &str) {
@@ -157,4 +158,54 @@ fn shutdown_timeout_precedence_flag_then_pounce_env_then_bare_env() {
         assert!(line.contains(want), "{want} expected in {line:?}");
         let _ = t.join();
     }
+}
+
+/// The scheduling policy (field 41 of `/proc/PID/task/TID/stat`) of each of
+/// the process's threads, by thread name.
+fn thread_policies(pid: i32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let (Ok(comm), Ok(stat)) =
+            (std::fs::read_to_string(t.path().join("comm")), std::fs::read_to_string(t.path().join("stat")))
+        else {
+            continue;
+        };
+        // Fields after the `(comm)` one: state is field 3, policy field 41.
+        let rest = stat.rsplit_once(')').unwrap().1;
+        let policy: i32 = rest.split_whitespace().nth(38).unwrap().parse().unwrap();
+        out.push((comm.trim().to_string(), policy));
+    }
+    out
+}
+
+#[test]
+fn workers_run_under_sched_batch_unless_told_otherwise() {
+    const OTHER: i32 = 0;
+    const BATCH: i32 = 3;
+    // SAFETY: queries the calling thread.
+    let ours = unsafe { libc::sched_getscheduler(0) };
+    if ours != OTHER {
+        println!("SKIPPED: the test runs under policy {ours}, which pounce keeps by design");
+        return;
+    }
+    let workers_and_others = |p: &Pounce| {
+        let all = thread_policies(p.pid());
+        let (w, o): (Vec<_>, Vec<_>) = all.into_iter().partition(|(name, _)| name.starts_with("pounce-w"));
+        assert!(w.len() >= 2, "both workers' threads: {w:?}");
+        (w, o)
+    };
+    // Default: every worker thread (and glommio's helpers they start) batch;
+    // the main and signal threads untouched.
+    let p = Pounce::start(&["demo", "--workers", "2"]);
+    let (w, o) = workers_and_others(&p);
+    assert!(w.iter().all(|(_, pol)| *pol == BATCH), "{w:?}");
+    assert!(o.iter().all(|(_, pol)| *pol == OTHER), "{o:?}");
+    assert_eq!(get(p.addr, "/").status, 200);
+    // --sched-policy normal, and the environment variable, leave them alone.
+    let p = Pounce::start(&["demo", "--workers", "2", "--sched-policy", "normal"]);
+    let (w, _) = workers_and_others(&p);
+    assert!(w.iter().all(|(_, pol)| *pol == OTHER), "{w:?}");
+    let p = Pounce::start_with(&["demo", "--workers", "2"], &[("POUNCE_SCHED_POLICY", "normal")]);
+    let (w, _) = workers_and_others(&p);
+    assert!(w.iter().all(|(_, pol)| *pol == OTHER), "{w:?}");
 }

@@ -60,7 +60,7 @@ mod shutdown;
 mod time;
 
 pub use config::cli;
-pub use config::{ConfigError, LogFormat, ServerConfig, ServerConfigBuilder};
+pub use config::{ConfigError, LogFormat, SchedPolicy, ServerConfig, ServerConfigBuilder};
 pub use exit::ExitStatus;
 pub use handler::{Body, Chunk, ChunkStream, Handler, Request, Response};
 pub use http::Version;

@@ -9,7 +9,7 @@
 //! from) and exit code 2, before anything binds.
 
 use super::parse::{parse_bool, parse_seconds, parse_size, parse_uint};
-use super::{ConfigError, LogFormat, ServerConfig, ServerConfigBuilder};
+use super::{ConfigError, LogFormat, SchedPolicy, ServerConfig, ServerConfigBuilder};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
@@ -135,6 +135,14 @@ const OPTIONS: &[Opt] = &[
         env: "POUNCE_LOG_FORMAT",
         value: "FORMAT",
         help: "text or json [default: text]",
+    },
+    Opt {
+        field: "sched_policy",
+        flag: "sched-policy",
+        env: "POUNCE_SCHED_POLICY",
+        value: "POLICY",
+        help: "Worker threads' scheduling: batch (SCHED_BATCH: a wake-up does not preempt the \
+               core's running task) or normal (as started) [default: batch]",
     },
 ];
 
@@ -264,6 +272,19 @@ pub fn config_from_matches(m: &ArgMatches) -> Result<ServerConfig, ConfigError> 
         };
         b = b.log_format(f);
     }
+    if let Some((v, s)) = get("sched_policy") {
+        let p = match v.trim().to_ascii_lowercase().as_str() {
+            "batch" => SchedPolicy::Batch,
+            "normal" => SchedPolicy::Normal,
+            _ => {
+                return Err(annotate(&s)(ConfigError::new(
+                    "sched_policy",
+                    format!("must be batch or normal, got '{v}'"),
+                )));
+            }
+        };
+        b = b.sched_policy(p);
+    }
     b.build()
 }
 
@@ -328,6 +349,8 @@ mod tests {
             "debug",
             "--log-format",
             "json",
+            "--sched-policy",
+            "normal",
         ])
         .unwrap();
         assert_eq!(c.socket_addr().to_string(), "[::1]:0");
@@ -346,6 +369,8 @@ mod tests {
         assert!(c.access_log());
         assert_eq!(c.log_level(), Some(log::LevelFilter::Debug));
         assert_eq!(c.log_format(), LogFormat::Json);
+        assert_eq!(c.sched_policy(), SchedPolicy::Normal);
+        assert_eq!(parse(&["--sched-policy", " Batch "]).unwrap().sched_policy(), SchedPolicy::Batch);
     }
 
     #[test]
@@ -371,6 +396,7 @@ mod tests {
             (&["--log-format", "xml"], "log_format must be text or json"),
             (&["--log-level", "loud"], "log_level must be one of"),
             (&["--access-log=maybe"], "access_log must be true or false"),
+            (&["--sched-policy", "fifo"], "sched_policy must be batch or normal, got 'fifo'"),
         ];
         for (args, want) in cases {
             let e = parse(args).unwrap_err().to_string();

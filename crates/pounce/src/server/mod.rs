@@ -15,6 +15,7 @@ mod io;
 pub(crate) mod listener;
 mod pool;
 mod readbuf;
+mod sched;
 pub(crate) mod startup;
 mod uring;
 mod worker;
@@ -167,9 +168,17 @@ impl<H: Handler> Server<H> {
             };
             let cpu = pin.then(|| cpus.cpus[k]);
             let started = started_tx.clone();
+            let policy = config.sched_policy;
             std::thread::Builder::new()
                 .name(format!("pounce-w{id}"))
                 .spawn(move || {
+                    match sched::apply(policy) {
+                        Ok(sched::Applied::Batch) => log::debug!("Worker {id} runs under SCHED_BATCH"),
+                        Ok(sched::Applied::Kept(p)) => log::debug!("Worker {id} keeps {}", sched::name(p)),
+                        Err(e) => log::warn!(
+                            "Worker {id}: cannot switch to SCHED_BATCH ({e}); it keeps its scheduling policy"
+                        ),
+                    }
                     let ex = match build_worker_executor(id, cpu, io_memory) {
                         Ok(ex) => ex,
                         Err(e) => {
