@@ -250,6 +250,7 @@ fn a_client_that_never_reads_is_cut_off_by_the_write_deadline() {
         "--health-check-path",
         "/health",
     ]);
+    let baseline = common::settled_sockets(p.pid(), None);
     let mut s = TcpStream::connect(p.addr).unwrap();
     // Ask for a 32 MiB echo and never read it: far more than socket buffers hold.
     let body = vec![b'x'; 32 << 20];
@@ -271,7 +272,24 @@ fn a_client_that_never_reads_is_cut_off_by_the_write_deadline() {
     }
     assert!(dropped, "stalled writer still held after {:?}", t.elapsed());
     assert!(t.elapsed() >= Duration::from_millis(700), "{:?}", t.elapsed());
-    drop(s);
+    // And the socket itself is closed, not just forgotten: the send stuck in
+    // the ring (the client still reads nothing) is cancelled and the
+    // descriptor closed.
+    let now = common::settled_sockets(p.pid(), Some(baseline));
+    assert_eq!(now, baseline, "the stalled connection's socket is still open in the server");
+    // Reading now drains what was queued, then ends.
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0usize;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("after {got} bytes the connection is still open: {e}"),
+        }
+    }
+    assert!(got < (32 << 20), "the whole response arrived ({got} bytes): nothing was cut");
     alive(&p);
 }
 

@@ -843,6 +843,33 @@ fn stalled_download_is_force_closed_at_shutdown_timeout_with(mode: &[&str]) {
 }
 
 in_both_modes!(
+    a_stalled_download_is_cut_and_its_socket_closed,
+    a_stalled_download_is_cut_and_its_socket_closed_through_io_uring_reads,
+    a_stalled_download_is_cut_and_its_socket_closed_with
+);
+
+/// A client that stops reading mid-body is cut off after request_timeout
+/// without progress, and the server really lets go of the socket (the wait
+/// for room in it is cancelled), although the client still reads nothing.
+fn a_stalled_download_is_cut_and_its_socket_closed_with(mode: &[&str]) {
+    let d = TempDir::new("stallcut");
+    d.write("big.bin", pattern(12 << 20, 6));
+    let p = start(&d, &[mode, &["--request-timeout", "1"]].concat());
+    let baseline = common::settled_sockets(p.pid(), None);
+    let mut s = small_rcvbuf_connect(p.addr);
+    let (head, body, complete) = slow_download(&mut s, 64.0 * 1024.0 * 1024.0, Some(256 * 1024), &mut |_| {});
+    assert!(head.starts_with("HTTP/1.1 200") && !complete && body.len() >= 256 * 1024);
+    // ~1 s without progress, then closed; the count settles within 3 s more.
+    std::thread::sleep(Duration::from_millis(1000));
+    let now = common::settled_sockets(p.pid(), Some(baseline));
+    assert_eq!(now, baseline, "the stalled download's socket is still open in the server");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(body.len() + rest.len() < 12 << 20, "the body must not have completed");
+    assert_eq!(common::get(p.addr, "/big.bin").status, 200, "the server still serves");
+}
+
+in_both_modes!(
     a_slow_download_outlasting_request_timeout_is_not_cut,
     a_slow_download_outlasting_request_timeout_is_not_cut_through_io_uring_reads,
     a_slow_download_outlasting_request_timeout_is_not_cut_with

@@ -392,3 +392,27 @@ pub fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The server's open sockets, once their count has stopped changing (or,
+/// with `want`, has reached it) within 3 s: probes' connections take a moment
+/// to be closed on the server's side.
+pub fn settled_sockets(pid: i32, want: Option<usize>) -> usize {
+    let count = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| l.to_string_lossy().starts_with("socket:"))
+            .count()
+    };
+    let t = Instant::now();
+    let mut last = count();
+    while t.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100));
+        let n = count();
+        if want.map_or(n == last, |w| n == w) {
+            return n;
+        }
+        last = n;
+    }
+    last
+}

@@ -13,8 +13,8 @@
 //! by `sendfile(2)` instead ([`Io::send_file`], after the head by
 //! [`Io::write_now`]): syscalls on the worker's thread, with the ring only
 //! waiting for room when the socket is full. Dropping an `Io`
-//! is how a connection ends: the driver shuts the socket down (so the
-//! receive in flight completes) and closes it once nothing is in flight.
+//! is how a connection ends: the driver cancels what is in flight on the
+//! socket and then closes it.
 
 use super::uring::{ConnId, Driver, SendBuf};
 use crate::shutdown::Phase;
@@ -240,7 +240,7 @@ impl<'d> Io<'d> {
     }
 
     /// `shutdown(2)` one or both directions; errors (already closed) ignored.
-    /// (Dropping the `Io` shuts both down; this is for half-closing.)
+    /// (Dropping the `Io` closes the socket; this is for half-closing.)
     pub(crate) fn shutdown(&self, how: std::net::Shutdown) {
         let how = match how {
             std::net::Shutdown::Read => libc::SHUT_RD,
@@ -256,7 +256,7 @@ impl<'d> Io<'d> {
     /// closes too (or `linger` passes, or 64 KiB were discarded). Closing
     /// with unread data makes the kernel send a reset, which can destroy a
     /// response the client has not read yet. `scratch` receives the
-    /// discarded bytes. The final shutdown is the drop's.
+    /// discarded bytes. The final close is the drop's.
     pub(crate) async fn linger_close(&mut self, linger: Duration, scratch: &mut [u8]) {
         if !matches!(self.sent(linger).await, Waited::Done(Ok(()))) {
             return;

@@ -291,7 +291,7 @@ fn refuse<H: Handler>(
                 io.linger_close(LINGER, &mut buf).await;
             }
         }
-        // Dropping the Io shuts the socket down and closes it.
+        // Dropping the Io closes the socket.
         drop(io);
         rejecting.set(rejecting.get() - 1);
     })
