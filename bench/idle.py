@@ -146,28 +146,29 @@ async def run(a: argparse.Namespace, proc: subprocess.Popen, t_spawn: float) -> 
         out["rss_per_conn_kib"] = (rss - base) / ok
     out["closed_before_signal"] = len(idle.closed_at)
 
-    # Signal → exit, timed by a thread blocked in waitpid.
+    # Signal → exit, timed by a thread blocked in waitpid(2). (Not
+    # Popen.wait(timeout=...): that polls, sleeping up to 50 ms between
+    # looks, which would add up to 50 ms to every figure.)
     done: dict = {}
 
     def waiter() -> None:
-        try:
-            done["rc"] = proc.wait(timeout=a.exit_timeout)
-        except subprocess.TimeoutExpired:
-            done["rc"] = None
+        _, status = os.waitpid(proc.pid, 0)
         done["t"] = time.monotonic()
+        done["rc"] = os.waitstatus_to_exitcode(status)
 
     th = threading.Thread(target=waiter, daemon=True)
     t_sig = time.monotonic()
     proc.send_signal(getattr(signal, "SIG" + a.signal))
     th.start()
-    while th.is_alive():
+    while th.is_alive() and time.monotonic() - t_sig < a.exit_timeout:
         await asyncio.sleep(0.01)
-    if done["rc"] is None:
+    if th.is_alive():
         print(f"idle.py: {a.server} still running {a.exit_timeout}s after SIG{a.signal}", file=sys.stderr)
         kill_tree(proc.pid)
-        proc.wait()
+        th.join(10)
         out["exit_code"] = -9
     else:
+        proc.returncode = done["rc"]  # reaped by the waiter, not by Popen
         out["exit_ms"] = (done["t"] - t_sig) * 1e3
         out["exit_code"] = done["rc"]
     await asyncio.sleep(0.05)  # let the watchers see the last closes
