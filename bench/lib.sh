@@ -286,10 +286,13 @@ start_server() {
         done
         [[ -n "$port" ]] || { cat "$SERVER_LOG" >&2; die "pounce did not log its Listening line"; }
         ;;
-    nginx)
+    nginx | nginx-batch)
         port=$(free_port)
         local dir="$BENCH_TMP/nginx-$port" argv=()
         mapfile -t argv < <(nginx_cmd "$dir" "$port" "$workers")
+        # The reference run: nginx with the scheduling policy pounce's workers use by
+        # default (SCHED_BATCH; chrt execs nginx, whose workers inherit it).
+        [[ $name == nginx-batch ]] && argv=(chrt -b 0 "${argv[@]}")
         "${argv[@]}" 2>"$SERVER_LOG" >/dev/null &
         SERVER_PID=$!
         track_pid "$SERVER_PID"
@@ -299,7 +302,7 @@ start_server() {
     SERVER_PORT=$port
     wait_http "$port" 15 || {
         cat "$SERVER_LOG" >&2
-        [[ $name == nginx ]] && cat "$BENCH_TMP/nginx-$port/logs/error.log" >&2
+        [[ $name == nginx* ]] && cat "$BENCH_TMP/nginx-$port/logs/error.log" >&2
         die "$name did not answer 200 on 127.0.0.1:$port"
     }
 }
@@ -308,7 +311,7 @@ start_server() {
 # then SIGKILL of the whole process tree; sets SERVER_EXIT.
 stop_server() {
     local name=$1 pid=$2 sig=${3:-} i all=()
-    [[ -z "$sig" ]] && { [[ $name == nginx ]] && sig=QUIT || sig=TERM; }
+    [[ -z "$sig" ]] && { [[ $name == nginx* ]] && sig=QUIT || sig=TERM; }
     mapfile -t all < <(descendants "$pid")
     kill -"$sig" "$pid" 2>/dev/null
     for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done

@@ -21,8 +21,13 @@ import sys
 from collections import defaultdict
 
 SERVERS = ("pounce", "nginx")
+# Reference runs compared with pounce in rows of their own: nginx under SCHED_BATCH
+# (`chrt -b`), the policy pounce's workers use by default.
+REFERENCES = ("nginx-batch",)
 
-# (scenario, metric, label, unit, better) — scenarios named idle-N are expanded per N.
+# (scenario, metric, label, unit, better[, reference]) — scenarios named idle-N are expanded per
+# N; a row with a reference compares pounce with that server instead of nginx.
+BATCH = "nginx under `chrt -b` (SCHED_BATCH, as pounce's workers)"
 ROWS = [
     ("plaintext-c64", "rps", "plaintext `wrk -c64`", "req/s", "higher"),
     ("plaintext-c64", "p50_ms", "plaintext `wrk -c64` p50", "ms", "lower"),
@@ -41,6 +46,10 @@ ROWS = [
     ("idle-N", "rss_base_kib", "server RSS before the N={n} connections", "KiB", "lower"),
     ("idle-N", "exit_ms", "signal → exit with N={n} idle connections", "ms", "lower"),
     ("startup", "first_200_ms", "exec → first 200", "ms", "lower"),
+    ("plaintext-c64", "rps", f"plaintext `wrk -c64`, vs {BATCH}", "req/s", "higher", "nginx-batch"),
+    ("plaintext-c64", "p99_ms", f"plaintext `wrk -c64` p99, vs {BATCH}", "ms", "lower", "nginx-batch"),
+    ("plaintext-c64", "cpu_us_per_req", f"server CPU per request, plaintext, vs {BATCH}", "µs", "lower",
+     "nginx-batch"),
 ]
 
 # Missing any of these (for either server) means the run failed to produce numbers.
@@ -123,12 +132,14 @@ def load(run_dir: str):
 def expand_rows(vals) -> list[tuple]:
     idle_ns = sorted({int(s[5:]) for (s, _, _) in vals if s.startswith("idle-")})
     rows = []
-    for scen, metric, label, unit, better in ROWS:
+    for scen, metric, label, unit, better, *ref in ROWS:
+        other = ref[0] if ref else "nginx"
         if scen == "idle-N":
             for n in idle_ns:
-                rows.append((f"idle-{n}", metric, label.format(n=f"{n:,}".replace(",", " ")), unit, better))
-        else:
-            rows.append((scen, metric, label, unit, better))
+                lab = label.format(n=f"{n:,}".replace(",", " "))
+                rows.append((f"idle-{n}", metric, lab, unit, better, other))
+        elif other == "nginx" or vals.get((scen, metric, other)):
+            rows.append((scen, metric, label, unit, better, other))
     return rows
 
 
@@ -151,8 +162,8 @@ def fmt(x: float | None, unit: str) -> str:
 
 def table(vals, rows) -> list[tuple[str, str, str, str, str, str]]:
     out = []
-    for scen, metric, label, unit, better in rows:
-        p, n = med(vals, scen, metric, "pounce"), med(vals, scen, metric, "nginx")
+    for scen, metric, label, unit, better, other in rows:
+        p, n = med(vals, scen, metric, "pounce"), med(vals, scen, metric, other)
         ratio = f"{p / n:.2f}×" if p is not None and n not in (None, 0) else "—"
         out.append((label, unit, fmt(p, unit), fmt(n, unit), ratio, f"{better} is better"))
     return out
@@ -217,8 +228,10 @@ def chart(vals, png: str, title: str) -> str | None:
 
 def per_round_table(by_round, rows) -> list[str]:
     lines = ["| metric | server | per-round values |", "|---|---|---|"]
-    for scen, metric, label, unit, _ in rows:
-        for server in SERVERS:
+    for scen, metric, label, unit, _, other in rows:
+        if other != "nginx":
+            continue  # its values are in the plain rows' tables below
+        for server in SERVERS + REFERENCES:
             rs = by_round.get((scen, metric, server))
             if not rs:
                 continue
@@ -357,6 +370,10 @@ def main() -> int:
   thread (`-t1`) so the client takes about one core's worth of time and leaves the rest to the
   server; both servers face the same client handicap, which is why ratios, not absolute req/s, are
   reported.
+- **Scheduling policy.** pounce's workers run under `SCHED_BATCH` by default (`--sched-policy`): a
+  worker's wake-up does not preempt the task on its core, which on this box is often wrk. nginx has
+  no such setting, so each round also runs nginx under `chrt -b 0` (its workers inherit the policy)
+  on plaintext `-c64`; the rows "vs nginx under `chrt -b`" compare pounce with that.
 - **Alternation.** Each round runs pounce's load block, then nginx's (A B), then the idle-connection
   lifecycles for each N (pounce, then nginx); rounds repeat A B A B. Each row is the median over
   rounds (over every lifecycle for the start-up row).

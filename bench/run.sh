@@ -71,7 +71,7 @@ bench_init
 # Setup
 
 ((INSTALL)) && { ensure_tools; ensure_matplotlib; }
-((INSTALL)) || for t in nginx wrk hey h2load timeout; do command -v $t >/dev/null || die "$t missing (--no-install)"; done
+((INSTALL)) || for t in nginx wrk hey h2load timeout chrt; do command -v $t >/dev/null || die "$t missing (--no-install)"; done
 pounce_binary "$BUILD"
 
 MAX_IDLE=0
@@ -171,6 +171,18 @@ load_block() {
     [[ $server == pounce ]] && cp "$SERVER_LOG" "$RAW/pounce-load-r$round.log"
 }
 
+# nginx under SCHED_BATCH, for reference: pounce's workers run under it by default, and
+# the policy helps any server that shares its cores with the load generator.
+batch_block() {
+    local round=$1 server=nginx-batch
+    log "round $round: $server — plaintext reference"
+    start_server "$server" "$WORKERS"
+    run_client $((WARMUP + 30)) wrk -t1 -c64 -d"${WARMUP}s" "http://127.0.0.1:$SERVER_PORT/" >/dev/null 2>&1
+    wrk_run "$server" "$round" plaintext-c64 64 /
+    stop_server "$server" "$SERVER_PID"
+    ((SERVER_EXIT == 0)) || log "$server exited $SERVER_EXIT after its graceful-stop signal"
+}
+
 idle_block() {
     local server=$1 round=$2 n=$3 port dir sig argv=() pidfile log
     port=$(free_port)
@@ -193,6 +205,7 @@ idle_block() {
 T_START=$SECONDS
 for ((round = 1; round <= ROUNDS; round++)); do
     for server in pounce nginx; do load_block "$server" "$round"; done
+    batch_block "$round"
     for n in $IDLE; do
         for server in pounce nginx; do idle_block "$server" "$round" "$n"; done
     done

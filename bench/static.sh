@@ -9,8 +9,9 @@
 # or taken from $POUNCE_BIN. nginx runs with its usual static-serving settings (sendfile on,
 # tcp_nopush on, access_log off, open_file_cache off as by default), keepalive_requests
 # raised so neither server closes wrk's connections, and its workers pinned to CPUs like
-# pounce's (worker_cpu_affinity auto, as bench/run.sh does). Everything listens on 127.0.0.1 on ports
-# checked to be free; every process started here is killed by pid on exit.
+# pounce's (worker_cpu_affinity auto, as bench/run.sh does). A second nginx runs under `chrt -b 0`
+# (SCHED_BATCH, the policy pounce's workers use by default) as a reference. Everything listens on
+# 127.0.0.1 on ports checked to be free; every process started here is killed by pid on exit.
 set -uo pipefail
 # shellcheck source=bench/lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
@@ -23,7 +24,7 @@ while (($#)); do
     --workers) WORKERS=${2:?}; shift ;;
     --sizes) SIZES=${2:?}; shift ;;
     --no-build) BUILD=0 ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -64,16 +65,25 @@ done
 
 # nginx: master + WORKERS workers in the foreground (we hold its pid), all state in $TMP;
 # bench/lib.sh's configuration (as for bench/run.sh) with a static server body.
-NGINX_PORT=$(free_port)
-NGINX_CONF=$(nginx_conf "$TMP/nginx" "$NGINX_PORT" "$WORKERS" "
+# start_nginx NAME [PREFIX...] → sets PORT and PID
+start_nginx() {
+    local name=$1 conf
+    shift
+    PORT=$(free_port)
+    conf=$(nginx_conf "$TMP/$name" "$PORT" "$WORKERS" "
         root $ROOT;
         sendfile on;
         tcp_nopush on;
         types { application/octet-stream bin; }") || die "cannot write nginx's configuration"
-"$NGINX" -p "$TMP/nginx" -e "$TMP/nginx/logs/error.log" -c "$NGINX_CONF" 2>"$TMP/nginx/stderr" &
-NGINX_PID=$!
-track_pid "$NGINX_PID"
-wait_port "$NGINX_PORT" "$NGINX_PID" || die "nginx did not start: $(cat "$TMP/nginx/stderr" "$TMP/nginx/logs/error.log" 2>/dev/null)"
+    "$@" "$NGINX" -p "$TMP/$name" -e "$TMP/$name/logs/error.log" -c "$conf" 2>"$TMP/$name/stderr" &
+    PID=$!
+    track_pid "$PID"
+    wait_port "$PORT" "$PID" || die "$name did not start: $(cat "$TMP/$name/stderr" "$TMP/$name/logs/error.log" 2>/dev/null)"
+}
+start_nginx nginx
+NGINX_PORT=$PORT NGINX_PID=$PID
+start_nginx nginx-batch chrt -b 0
+BATCH_PORT=$PORT BATCH_PID=$PID
 
 POUNCE_PORT=$(free_port)
 "$POUNCE_BIN" "static:$ROOT" --port "$POUNCE_PORT" --workers "$WORKERS" --log-level warn \
@@ -84,7 +94,7 @@ wait_port "$POUNCE_PORT" "$POUNCE_PID" || die "pounce did not start: $(cat "$TMP
 
 # Both must serve the same bytes.
 for s in $SIZES; do
-    for port in "$POUNCE_PORT" "$NGINX_PORT"; do
+    for port in "$POUNCE_PORT" "$NGINX_PORT" "$BATCH_PORT"; do
         got=$(exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'GET /%s.bin HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n' "$s" >&3 \
             && head -c 200 <&3 | head -1 | tr -d '\r')
         [[ "$got" == "HTTP/1.1 200 OK" ]] || die "port $port answered '$got' for /$s.bin"
@@ -99,31 +109,45 @@ run_wrk() {  # port path duration out
     run_client $(($3 + 30)) wrk -t1 -c64 -d"$3s" "http://127.0.0.1:$1$2" >"$4" 2>&1
 }
 
+port_of() { case $1 in pounce) echo "$POUNCE_PORT" ;; nginx) echo "$NGINX_PORT" ;; *) echo "$BATCH_PORT" ;; esac; }
+pid_of() { case $1 in pounce) echo "$POUNCE_PID" ;; nginx) echo "$NGINX_PID" ;; *) echo "$BATCH_PID" ;; esac; }
+
 log "pounce static vs nginx $("$NGINX" -v 2>&1 | sed 's/.*: //'): $WORKERS workers each, wrk -t1 -c64 -d${DURATION}s, $ROUNDS rounds alternated, $(nproc) CPUs"
-declare -A RESULTS
+declare -A RESULTS CPU
 for s in $SIZES; do
-    for server in pounce nginx; do  # warm-up: page cache, connections, caches
-        port=$POUNCE_PORT; [[ $server == nginx ]] && port=$NGINX_PORT
-        run_wrk "$port" "/$s.bin" 2 /dev/null
+    for server in pounce nginx nginx-batch; do  # warm-up: page cache, connections, caches
+        run_wrk "$(port_of $server)" "/$s.bin" 2 /dev/null
     done
     for ((round = 1; round <= ROUNDS; round++)); do
-        for server in pounce nginx; do
-            port=$POUNCE_PORT; [[ $server == nginx ]] && port=$NGINX_PORT
+        for server in pounce nginx nginx-batch; do
+            port=$(port_of $server) pid=$(pid_of $server)
             out="$TMP/$server-$s-$round.txt"
+            c0=$(cpu_seconds "$pid")
             run_wrk "$port" "/$s.bin" "$DURATION" "$out"
+            c1=$(cpu_seconds "$pid")
             r=$(rps_of "$out")
+            # Server CPU (all threads / the master and its workers) per request, in µs.
+            cpu=$(awk -v a="$c0" -v b="$c1" -v r="$r" -v d="$DURATION" 'BEGIN { if (r > 0) printf "%.1f", (b - a) * 1e6 / (r * d); else print 0 }')
             errs=$(grep -E 'Socket errors|Non-2xx' "$out" | tr -s ' ' | tr '\n' ' ')
-            log "$s round $round $server: $r req/s $(awk '/^Transfer\/sec:/ {print $2}' "$out")/s ${errs}"
+            log "$s round $round $server: $r req/s $(awk '/^Transfer\/sec:/ {print $2}' "$out")/s, ${cpu} µs CPU/request ${errs}"
             RESULTS[$server-$s]+="$r "
+            CPU[$server-$s]+="$cpu "
         done
     done
 done
 
-printf '\n%-6s %14s %14s %8s\n' size "pounce req/s" "nginx req/s" ratio
+ratio() { awk -v p="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", p / n; else print "n/a" }'; }
+printf '\n%-5s %-12s %13s %13s %8s %14s %14s %8s\n' size vs "pounce req/s" "their req/s" ratio \
+    "pounce us/req" "their us/req" ratio
 for s in $SIZES; do
     p=$(median <<<"${RESULTS[pounce-$s]}")
-    n=$(median <<<"${RESULTS[nginx-$s]}")
-    ratio=$(awk -v p="$p" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", p / n; else print "n/a" }')
-    printf '%-6s %14.0f %14.0f %8s\n' "$s" "$p" "$n" "$ratio"
+    pc=$(median <<<"${CPU[pounce-$s]}")
+    for other in nginx nginx-batch; do
+        n=$(median <<<"${RESULTS[$other-$s]}")
+        nc=$(median <<<"${CPU[$other-$s]}")
+        printf '%-5s %-12s %13.0f %13.0f %8s %14.1f %14.1f %8s\n' "$s" "$other" "$p" "$n" "$(ratio "$p" "$n")" \
+            "$pc" "$nc" "$(ratio "$pc" "$nc")"
+    done
 done
-echo "(medians of $ROUNDS runs; ratio = pounce / nginx; higher is better for pounce)"
+echo "(medians of $ROUNDS runs; ratio = pounce / theirs: higher req/s and lower server CPU per request"
+echo " are better for pounce; nginx-batch is nginx under chrt -b, SCHED_BATCH like pounce's workers)"
