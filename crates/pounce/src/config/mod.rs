@@ -40,7 +40,7 @@ pub enum LogFormat {
 /// its slice or block, then runs the worker), so a worker woken by one
 /// request does not interrupt the task still producing the next ones: fewer
 /// context switches, bigger batches. Measured with the load generator on the
-/// same two cores (bench/NOTES.md §7): about 1.4× the requests per second at
+/// same two cores (bench/NOTES.md §9): about 1.4× the requests per second at
 /// 0.75× the CPU per request, with no worse tail latency, also next to CPU
 /// hogs. On cores the workers have to themselves it changes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

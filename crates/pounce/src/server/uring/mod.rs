@@ -741,7 +741,7 @@ impl Driver {
     /// Cancelling rather than `shutdown(2)`: a shutdown wakes the pending
     /// receive through the socket's wait queue and leaves a second state
     /// change for the close, and measured on 10 000 idle connections closed
-    /// at once it cost a third more CPU (bench/NOTES.md §8). The receive, a
+    /// at once it cost a third more CPU (bench/NOTES.md §10). The receive, a
     /// send stuck on a full socket and a writability poll are each cancelled
     /// by an entry of their own.
     pub(crate) fn release(&self, id: ConnId) {
