@@ -190,17 +190,20 @@ def chart(vals, png: str, title: str) -> str | None:
         import matplotlib.pyplot as plt
     except Exception as e:  # noqa: BLE001
         return f"matplotlib unavailable ({e.__class__.__name__})"
-    colors = {"pounce": "#d9822b", "nginx": "#2b8a3e"}
+    colors = {"pounce": "#d9822b", "nginx": "#2b8a3e", "nginx-batch": "#8fcf9a"}
+    labels = {"nginx-batch": "nginx under chrt -b"}
+    # A reference series is drawn where it was measured (plaintext -c64).
+    servers = SERVERS + tuple(r for r in REFERENCES if any(k[2] == r for k in vals))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [4, 3]})
     for ax, scens, metric, ylabel in (
         (axes[0], CHART_RPS, "rps", "requests/s (median, log scale)"),
         (axes[1], CHART_P99, "p99_ms", "p99 latency, ms (median; lower is better)"),
     ):
-        width = 0.38
-        for i, server in enumerate(SERVERS):
+        width = 0.8 / len(servers)
+        for i, server in enumerate(servers):
             ys = [med(vals, s, metric, server) or 0 for s in scens]
-            xs = [k + (i - 0.5) * width for k in range(len(scens))]
-            bars = ax.bar(xs, ys, width, label=server, color=colors[server])
+            xs = [k + (i - (len(servers) - 1) / 2) * width for k in range(len(scens))]
+            bars = ax.bar(xs, ys, width, label=labels.get(server, server), color=colors[server])
             for b, y in zip(bars, ys):
                 if y:
                     lab = f"{y / 1000:.0f}k" if metric == "rps" else f"{y:.2f}"
