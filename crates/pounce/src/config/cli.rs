@@ -260,32 +260,29 @@ pub fn config_from_matches(m: &ArgMatches) -> Result<ServerConfig, ConfigError> 
         b = b.log_level(level);
     }
     if let Some((v, s)) = get("log_format") {
-        let f = match v.trim().to_ascii_lowercase().as_str() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            _ => {
-                return Err(annotate(&s)(ConfigError::new(
-                    "log_format",
-                    format!("must be text or json, got '{v}'"),
-                )));
-            }
-        };
-        b = b.log_format(f);
+        let choices = [("text", LogFormat::Text), ("json", LogFormat::Json)];
+        b = b.log_format(one_of("log_format", &v, &choices).map_err(annotate(&s))?);
     }
     if let Some((v, s)) = get("sched_policy") {
-        let p = match v.trim().to_ascii_lowercase().as_str() {
-            "batch" => SchedPolicy::Batch,
-            "normal" => SchedPolicy::Normal,
-            _ => {
-                return Err(annotate(&s)(ConfigError::new(
-                    "sched_policy",
-                    format!("must be batch or normal, got '{v}'"),
-                )));
-            }
-        };
-        b = b.sched_policy(p);
+        let choices = [("batch", SchedPolicy::Batch), ("normal", SchedPolicy::Normal)];
+        b = b.sched_policy(one_of("sched_policy", &v, &choices).map_err(annotate(&s))?);
     }
     b.build()
+}
+
+/// One of a fixed set of words, case and surrounding spaces ignored.
+fn one_of<T: Copy>(field: &'static str, raw: &str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+    let word = raw.trim().to_ascii_lowercase();
+    if let Some((_, v)) = choices.iter().find(|(name, _)| *name == word) {
+        return Ok(*v);
+    }
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    let list = match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(ConfigError::new(field, format!("must be {list}, got '{raw}'")))
 }
 
 #[derive(Clone)]
