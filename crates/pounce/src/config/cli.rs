@@ -277,12 +277,7 @@ fn one_of<T: Copy>(field: &'static str, raw: &str, choices: &[(&str, T)]) -> Res
         return Ok(*v);
     }
     let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
-    let list = match names.split_last() {
-        Some((last, [])) => last.to_string(),
-        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-        None => String::new(),
-    };
-    Err(ConfigError::new(field, format!("must be {list}, got '{raw}'")))
+    Err(ConfigError::new(field, format!("must be {}, got '{raw}'", names.join(" or "))))
 }
 
 #[derive(Clone)]

@@ -754,15 +754,17 @@ impl Driver {
         c.read_waker = None;
         c.write_waker = None;
         let chunks: Vec<u16> = c.inbox.drain(..).map(|ch| ch.bid).collect();
+        let idle = c.idle();
         let in_flight =
             [(Kind::Recv, c.recv_armed), (Kind::Send, c.send.is_some()), (Kind::Writable, c.polling)];
         drop(conns);
         for bid in chunks {
             self.recycle_opt(Some(bid));
         }
-        let mut idle = true;
+        if idle {
+            self.close_slot(id.slot);
+        }
         for (kind, _) in in_flight.into_iter().filter(|(_, busy)| *busy) {
-            idle = false;
             // By user_data: a hash lookup in the kernel (cancelling by
             // descriptor scans every pending poll, quadratic when
             // thousands of connections close at once).
@@ -771,9 +773,6 @@ impl Driver {
                     .build()
                     .user_data(user_data(Kind::Cancel, id.slot, id.generation)),
             );
-        }
-        if idle {
-            self.close_slot(id.slot);
         }
         self.return_buffers();
     }
