@@ -821,14 +821,24 @@ in_both_modes!(
     stalled_download_is_force_closed_at_shutdown_timeout_with
 );
 
-fn stalled_download_is_force_closed_at_shutdown_timeout_with(mode: &[&str]) {
-    let d = TempDir::new("stall");
+/// Serves a 12 MiB `/big.bin` with `args`, downloads 256 KiB of it, then
+/// stops reading, so the server's writes stall. Returns the directory (keep
+/// it), the server, the socket, its open sockets before the download, and the
+/// body bytes read.
+fn stall_a_download(tag: &str, args: &[&str]) -> (TempDir, Pounce, TcpStream, usize, usize) {
+    let d = TempDir::new(tag);
     d.write("big.bin", pattern(12 << 20, 5));
-    let mut p = start(&d, &[mode, &["--shutdown-timeout", "1"]].concat());
+    let p = start(&d, args);
+    let sockets = common::settled_sockets(p.pid(), None);
     let mut s = small_rcvbuf_connect(p.addr);
-    // Read a little, then stop reading: the server's writes stall.
     let (head, body, complete) = slow_download(&mut s, 64.0 * 1024.0 * 1024.0, Some(256 * 1024), &mut |_| {});
     assert!(head.starts_with("HTTP/1.1 200") && !complete && body.len() >= 256 * 1024);
+    (d, p, s, sockets, body.len())
+}
+
+fn stalled_download_is_force_closed_at_shutdown_timeout_with(mode: &[&str]) {
+    let (_d, mut p, mut s, _, got) =
+        stall_a_download("stall", &[mode, &["--shutdown-timeout", "1"]].concat());
     let signalled = Instant::now();
     p.sigterm();
     assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(3), "log:\n{}", p.log_text());
@@ -839,7 +849,7 @@ fn stalled_download_is_force_closed_at_shutdown_timeout_with(mode: &[&str]) {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    assert!(body.len() + rest.len() < 12 << 20, "the body must not have completed");
+    assert!(got + rest.len() < 12 << 20, "the body must not have completed");
 }
 
 in_both_modes!(
@@ -852,20 +862,15 @@ in_both_modes!(
 /// without progress, and the server really lets go of the socket (the wait
 /// for room in it is cancelled), although the client still reads nothing.
 fn a_stalled_download_is_cut_and_its_socket_closed_with(mode: &[&str]) {
-    let d = TempDir::new("stallcut");
-    d.write("big.bin", pattern(12 << 20, 6));
-    let p = start(&d, &[mode, &["--request-timeout", "1"]].concat());
-    let baseline = common::settled_sockets(p.pid(), None);
-    let mut s = small_rcvbuf_connect(p.addr);
-    let (head, body, complete) = slow_download(&mut s, 64.0 * 1024.0 * 1024.0, Some(256 * 1024), &mut |_| {});
-    assert!(head.starts_with("HTTP/1.1 200") && !complete && body.len() >= 256 * 1024);
+    let (_d, p, mut s, baseline, got) =
+        stall_a_download("stallcut", &[mode, &["--request-timeout", "1"]].concat());
     // ~1 s without progress, then closed; the count settles within 3 s more.
     std::thread::sleep(Duration::from_millis(1000));
     let now = common::settled_sockets(p.pid(), Some(baseline));
     assert_eq!(now, baseline, "the stalled download's socket is still open in the server");
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    assert!(body.len() + rest.len() < 12 << 20, "the body must not have completed");
+    assert!(got + rest.len() < 12 << 20, "the body must not have completed");
     assert_eq!(common::get(p.addr, "/big.bin").status, 200, "the server still serves");
 }
 
