@@ -65,36 +65,37 @@ done
 
 # nginx: master + WORKERS workers in the foreground (we hold its pid), all state in $TMP;
 # bench/lib.sh's configuration (as for bench/run.sh) with a static server body.
-# start_nginx NAME [PREFIX...] → sets PORT and PID
+# Every server's port and pid, by name (pounce, nginx, nginx-batch).
+declare -A PORT PID
+
+# start_nginx NAME [PREFIX...] → sets PORT[NAME] and PID[NAME]
 start_nginx() {
-    local name=$1 conf
+    local name=$1 conf port
     shift
-    PORT=$(free_port)
-    conf=$(nginx_conf "$TMP/$name" "$PORT" "$WORKERS" "
+    port=$(free_port)
+    conf=$(nginx_conf "$TMP/$name" "$port" "$WORKERS" "
         root $ROOT;
         sendfile on;
         tcp_nopush on;
         types { application/octet-stream bin; }") || die "cannot write nginx's configuration"
     "$@" "$NGINX" -p "$TMP/$name" -e "$TMP/$name/logs/error.log" -c "$conf" 2>"$TMP/$name/stderr" &
-    PID=$!
-    track_pid "$PID"
-    wait_port "$PORT" "$PID" || die "$name did not start: $(cat "$TMP/$name/stderr" "$TMP/$name/logs/error.log" 2>/dev/null)"
+    PORT[$name]=$port PID[$name]=$!
+    track_pid "${PID[$name]}"
+    wait_port "$port" "${PID[$name]}" || die "$name did not start: $(cat "$TMP/$name/stderr" "$TMP/$name/logs/error.log" 2>/dev/null)"
 }
 start_nginx nginx
-NGINX_PORT=$PORT NGINX_PID=$PID
 start_nginx nginx-batch chrt -b 0
-BATCH_PORT=$PORT BATCH_PID=$PID
 
-POUNCE_PORT=$(free_port)
-"$POUNCE_BIN" "static:$ROOT" --port "$POUNCE_PORT" --workers "$WORKERS" --log-level warn \
+PORT[pounce]=$(free_port)
+"$POUNCE_BIN" "static:$ROOT" --port "${PORT[pounce]}" --workers "$WORKERS" --log-level warn \
     2>"$TMP/pounce.log" &
-POUNCE_PID=$!
-track_pid "$POUNCE_PID"
-wait_port "$POUNCE_PORT" "$POUNCE_PID" || die "pounce did not start: $(cat "$TMP/pounce.log")"
+PID[pounce]=$!
+track_pid "${PID[pounce]}"
+wait_port "${PORT[pounce]}" "${PID[pounce]}" || die "pounce did not start: $(cat "$TMP/pounce.log")"
 
-# Both must serve the same bytes.
+# Every server must serve the same bytes.
 for s in $SIZES; do
-    for port in "$POUNCE_PORT" "$NGINX_PORT" "$BATCH_PORT"; do
+    for port in "${PORT[@]}"; do
         got=$(exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'GET /%s.bin HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n' "$s" >&3 \
             && head -c 200 <&3 | head -1 | tr -d '\r')
         [[ "$got" == "HTTP/1.1 200 OK" ]] || die "port $port answered '$got' for /$s.bin"
@@ -109,18 +110,15 @@ run_wrk() {  # port path duration out
     run_client $(($3 + 30)) wrk -t1 -c64 -d"$3s" "http://127.0.0.1:$1$2" >"$4" 2>&1
 }
 
-port_of() { case $1 in pounce) echo "$POUNCE_PORT" ;; nginx) echo "$NGINX_PORT" ;; *) echo "$BATCH_PORT" ;; esac; }
-pid_of() { case $1 in pounce) echo "$POUNCE_PID" ;; nginx) echo "$NGINX_PID" ;; *) echo "$BATCH_PID" ;; esac; }
-
 log "pounce static vs nginx $("$NGINX" -v 2>&1 | sed 's/.*: //'): $WORKERS workers each, wrk -t1 -c64 -d${DURATION}s, $ROUNDS rounds alternated, $(nproc) CPUs"
 declare -A RESULTS CPU
 for s in $SIZES; do
     for server in pounce nginx nginx-batch; do  # warm-up: page cache, connections, caches
-        run_wrk "$(port_of $server)" "/$s.bin" 2 /dev/null
+        run_wrk "${PORT[$server]}" "/$s.bin" 2 /dev/null
     done
     for ((round = 1; round <= ROUNDS; round++)); do
         for server in pounce nginx nginx-batch; do
-            port=$(port_of $server) pid=$(pid_of $server)
+            port=${PORT[$server]} pid=${PID[$server]}
             out="$TMP/$server-$s-$round.txt"
             c0=$(cpu_seconds "$pid")
             run_wrk "$port" "/$s.bin" "$DURATION" "$out"
