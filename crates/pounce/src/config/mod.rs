@@ -40,9 +40,11 @@ pub enum LogFormat {
 /// its slice or block, then runs the worker), so a worker woken by one
 /// request does not interrupt the task still producing the next ones: fewer
 /// context switches, bigger batches. Measured with the load generator on the
-/// same two cores (bench/NOTES.md §9): about 1.4× the requests per second at
-/// 0.75× the CPU per request, with no worse tail latency, also next to CPU
-/// hogs. On cores the workers have to themselves it changes nothing.
+/// same two cores (bench/NOTES.md §9): 1.2–1.8× the requests per second at
+/// 0.6–0.8× the CPU per request and a lower p99; next to CPU hogs the same
+/// latency at less CPU. On cores the workers have to themselves there is no
+/// other task to preempt, so it should change nothing there (not measured:
+/// the project's machines have no spare cores).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SchedPolicy {
     /// Workers running under `SCHED_OTHER` switch to `SCHED_BATCH` (an
