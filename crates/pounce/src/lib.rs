@@ -45,22 +45,27 @@
 //!
 //! Layers, outermost first: [`config`] → `server` (listeners, executor pool,
 //! connection loop) → [`handler`]; `shutdown` (signal thread, coordinator,
-//! per-worker drain) is a module of its own that the others only signal into.
+//! per-worker drain) is a module of its own that the others only signal into,
+//! and `handover` (inherited sockets, hot-upgrade successor, pid file) sits
+//! beside it.
 
 pub mod config;
 mod exit;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handler;
+mod handover;
 pub mod healthcheck;
 pub(crate) mod http;
 pub mod logging;
-mod server;
+pub(crate) mod server;
 mod shutdown;
 mod time;
 
 pub use config::cli;
-pub use config::{ConfigError, LogFormat, SchedPolicy, ServerConfig, ServerConfigBuilder};
+pub use config::{
+    ConfigError, DrainNewConnections, LogFormat, SchedPolicy, ServerConfig, ServerConfigBuilder,
+};
 pub use exit::ExitStatus;
 pub use handler::{Body, Chunk, ChunkStream, Handler, Request, Response};
 pub use http::Version;

@@ -9,7 +9,7 @@
 //! from) and exit code 2, before anything binds.
 
 use super::parse::{parse_bool, parse_seconds, parse_size, parse_uint};
-use super::{ConfigError, LogFormat, SchedPolicy, ServerConfig, ServerConfigBuilder};
+use super::{ConfigError, DrainNewConnections, LogFormat, SchedPolicy, ServerConfig, ServerConfigBuilder};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
@@ -144,6 +144,31 @@ const OPTIONS: &[Opt] = &[
         help: "Worker threads' scheduling: batch (SCHED_BATCH: a wake-up does not preempt the \
                core's running task) or normal (as started) [default: batch]",
     },
+    Opt {
+        field: "drain_new_connections",
+        flag: "drain-new-connections",
+        env: "POUNCE_DRAIN_NEW_CONNECTIONS",
+        value: "503|refuse",
+        help: "What a new connection gets while draining: 503 (after its request head, Retry-After: 1) \
+               or refuse (stop accepting at once; balancers retry a refused connect elsewhere). \
+               Sockets inherited from systemd are left to the next instance instead [default: 503]",
+    },
+    Opt {
+        field: "pid_file",
+        flag: "pid-file",
+        env: "POUNCE_PID_FILE",
+        value: "PATH",
+        help: "Write the serving process's pid here once ready; a hot upgrade's successor replaces \
+               it; removed at exit if it still names this process [default: none]",
+    },
+    Opt {
+        field: "upgrade_timeout",
+        flag: "upgrade-timeout",
+        env: "POUNCE_UPGRADE_TIMEOUT",
+        value: "SECONDS",
+        help: "Hot upgrade (SIGUSR2 or SIGHUP): how long to wait for the successor to be ready \
+               before stopping it and serving on [default: 30]",
+    },
 ];
 
 /// Adds every server option (and `--access-log`) to `cmd`.
@@ -227,6 +252,7 @@ pub fn config_from_matches(m: &ArgMatches) -> Result<ServerConfig, ConfigError> 
     secs!("request_timeout", get("request_timeout"), request_timeout);
     secs!("header_timeout", get("header_timeout"), header_timeout);
     secs!("keep_alive_timeout", get("keep_alive_timeout"), keep_alive_timeout);
+    secs!("upgrade_timeout", get("upgrade_timeout"), upgrade_timeout);
     if let Some((v, s)) = get("health_check_path") {
         let t = ServerConfigBuilder::default().workers(1).health_check_path(v.clone());
         t.build().map_err(annotate(&s))?;
@@ -266,6 +292,14 @@ pub fn config_from_matches(m: &ArgMatches) -> Result<ServerConfig, ConfigError> 
     if let Some((v, s)) = get("sched_policy") {
         let choices = [("batch", SchedPolicy::Batch), ("normal", SchedPolicy::Normal)];
         b = b.sched_policy(one_of("sched_policy", &v, &choices).map_err(annotate(&s))?);
+    }
+    if let Some((v, s)) = get("drain_new_connections") {
+        let choices = [("503", DrainNewConnections::Respond503), ("refuse", DrainNewConnections::Refuse)];
+        b = b.drain_new_connections(one_of("drain_new_connections", &v, &choices).map_err(annotate(&s))?);
+    }
+    if let Some((v, s)) = get("pid_file") {
+        ServerConfigBuilder::default().workers(1).pid_file(&v).build().map_err(annotate(&s))?;
+        b = b.pid_file(v);
     }
     b.build()
 }
@@ -343,6 +377,12 @@ mod tests {
             "json",
             "--sched-policy",
             "normal",
+            "--drain-new-connections",
+            "refuse",
+            "--pid-file",
+            "/run/pounce.pid",
+            "--upgrade-timeout",
+            "2.5",
         ])
         .unwrap();
         assert_eq!(c.socket_addr().to_string(), "[::1]:0");
@@ -362,7 +402,12 @@ mod tests {
         assert_eq!(c.log_level(), Some(log::LevelFilter::Debug));
         assert_eq!(c.log_format(), LogFormat::Json);
         assert_eq!(c.sched_policy(), SchedPolicy::Normal);
+        assert_eq!(c.drain_new_connections(), DrainNewConnections::Refuse);
+        assert_eq!(c.pid_file(), Some(std::path::Path::new("/run/pounce.pid")));
+        assert_eq!(c.upgrade_timeout(), Duration::from_millis(2500));
         assert_eq!(parse(&["--sched-policy", " Batch "]).unwrap().sched_policy(), SchedPolicy::Batch);
+        let d = parse(&["--drain-new-connections", "503"]).unwrap();
+        assert_eq!(d.drain_new_connections(), DrainNewConnections::Respond503);
     }
 
     #[test]
@@ -389,6 +434,13 @@ mod tests {
             (&["--log-level", "loud"], "log_level must be one of"),
             (&["--access-log=maybe"], "access_log must be true or false"),
             (&["--sched-policy", "fifo"], "sched_policy must be batch or normal, got 'fifo'"),
+            (
+                &["--drain-new-connections", "close"],
+                "drain_new_connections must be 503 or refuse, got 'close'",
+            ),
+            (&["--pid-file", ""], "pid_file must be a file path"),
+            (&["--pid-file", "/run/"], "pid_file must name a file, not a directory"),
+            (&["--upgrade-timeout", "0"], "upgrade_timeout must be positive, got 0"),
         ];
         for (args, want) in cases {
             let e = parse(args).unwrap_err().to_string();

@@ -16,6 +16,7 @@ pub use parse::{parse_seconds, parse_size};
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Durations above this are refused: a year is longer than any sane timeout
@@ -54,6 +55,25 @@ pub enum SchedPolicy {
     Batch,
     /// Workers keep the policy the process was started with.
     Normal,
+}
+
+/// What a connection that arrives while this process drains gets
+/// (`--drain-new-connections`). Sockets another process keeps open (systemd
+/// socket activation, or a hot upgrade's successor) are different: the drain
+/// then stops accepting and leaves queued connections to the next process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DrainNewConnections {
+    /// Keep accepting and answer each new connection `503` +
+    /// `Retry-After: 1` + `Connection: close` once its request head is in:
+    /// the client learns explicitly that this instance is going away.
+    #[default]
+    Respond503,
+    /// Stop accepting at once. Connections already in the accept queue
+    /// still get the `503` (closing the socket would reset them); every
+    /// later connect is refused, which load balancers retry elsewhere by
+    /// themselves (HAProxy `option redispatch`, nginx `proxy_next_upstream
+    /// error`, Envoy connect-failure retries), unlike a `503`.
+    Refuse,
 }
 
 /// A rejected configuration value: which option, and the rule it broke.
@@ -110,6 +130,9 @@ pub struct ServerConfig {
     pub(crate) log_level: Option<log::LevelFilter>,
     pub(crate) log_format: LogFormat,
     pub(crate) sched_policy: SchedPolicy,
+    pub(crate) drain_new_connections: DrainNewConnections,
+    pub(crate) pid_file: Option<PathBuf>,
+    pub(crate) upgrade_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -184,6 +207,17 @@ impl ServerConfig {
     pub fn sched_policy(&self) -> SchedPolicy {
         self.sched_policy
     }
+    pub fn drain_new_connections(&self) -> DrainNewConnections {
+        self.drain_new_connections
+    }
+    /// The file that names the serving process's pid, if any.
+    pub fn pid_file(&self) -> Option<&Path> {
+        self.pid_file.as_deref()
+    }
+    /// How long a hot upgrade waits for its successor to be ready.
+    pub fn upgrade_timeout(&self) -> Duration {
+        self.upgrade_timeout
+    }
 
     /// How long an idle keep-alive connection may stay open once draining has
     /// begun: 1 s, never more than keep_alive_timeout.
@@ -213,6 +247,9 @@ pub struct ServerConfigBuilder {
     log_level: Option<log::LevelFilter>,
     log_format: LogFormat,
     sched_policy: SchedPolicy,
+    drain_new_connections: DrainNewConnections,
+    pid_file: Option<PathBuf>,
+    upgrade_timeout: Duration,
 }
 
 impl Default for ServerConfigBuilder {
@@ -236,6 +273,9 @@ impl Default for ServerConfigBuilder {
             log_level: None,
             log_format: LogFormat::Text,
             sched_policy: SchedPolicy::Batch,
+            drain_new_connections: DrainNewConnections::Respond503,
+            pid_file: None,
+            upgrade_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -297,6 +337,22 @@ impl ServerConfigBuilder {
         /// The worker threads' scheduling policy (default [`SchedPolicy::Batch`]).
         sched_policy: SchedPolicy
     );
+    setter!(
+        /// What new connections get while draining (default `503`).
+        drain_new_connections: DrainNewConnections
+    );
+    /// Written with this process's pid once it serves; a hot upgrade's
+    /// successor replaces it atomically; removed at exit if it still names
+    /// this process.
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pid_file = Some(path.into());
+        self
+    }
+    setter!(
+        /// How long a hot upgrade (SIGUSR2/SIGHUP) waits for the successor to
+        /// be ready before giving up on it (must be > 0).
+        upgrade_timeout: Duration
+    );
 
     /// Checks every rule and returns the config, or the first broken rule.
     pub fn build(self) -> Result<ServerConfig, ConfigError> {
@@ -314,6 +370,10 @@ impl ServerConfigBuilder {
         positive("request_timeout", self.request_timeout)?;
         positive("header_timeout", self.header_timeout)?;
         positive("keep_alive_timeout", self.keep_alive_timeout)?;
+        positive("upgrade_timeout", self.upgrade_timeout)?;
+        if let Some(path) = &self.pid_file {
+            validate_pid_file(path)?;
+        }
         if let Some(path) = &self.health_check_path {
             validate_path(path)?;
         }
@@ -360,6 +420,9 @@ impl ServerConfigBuilder {
             log_level: self.log_level,
             log_format: self.log_format,
             sched_policy: self.sched_policy,
+            drain_new_connections: self.drain_new_connections,
+            pid_file: self.pid_file,
+            upgrade_timeout: self.upgrade_timeout,
         })
     }
 }
@@ -411,6 +474,21 @@ fn validate_path(path: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The pid file's path must name a file; whether its directory is writable
+/// is checked at start (exit 1), like a port in use.
+fn validate_pid_file(path: &Path) -> Result<(), ConfigError> {
+    if path.as_os_str().is_empty() {
+        return Err(ConfigError::new("pid_file", "must be a file path, got ''"));
+    }
+    if path.file_name().is_none() || path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        return Err(ConfigError::new(
+            "pid_file",
+            format!("must name a file, not a directory, got '{}'", path.display()),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +511,9 @@ mod tests {
         assert!(!c.access_log());
         assert_eq!(c.log_format(), LogFormat::Text);
         assert_eq!(c.sched_policy(), SchedPolicy::Batch);
+        assert_eq!(c.drain_new_connections(), DrainNewConnections::Respond503);
+        assert_eq!(c.pid_file(), None);
+        assert_eq!(c.upgrade_timeout(), Duration::from_secs(30));
         assert!(ServerConfig::default().workers() >= 1);
     }
 
@@ -461,6 +542,10 @@ mod tests {
             (b().max_body_size(0), "max_body_size"),
             (b().max_connections(0), "max_connections"),
             (b().backlog(0), "backlog"),
+            (b().upgrade_timeout(Duration::ZERO), "upgrade_timeout"),
+            (b().pid_file(""), "pid_file"),
+            (b().pid_file("/run/pounce/"), "pid_file"),
+            (b().pid_file("/"), "pid_file"),
         ];
         for (builder, field) in cases {
             let e = builder.build().unwrap_err();

@@ -1,5 +1,6 @@
 //! The listening sockets: one per worker, bound with socket2 and handed to
-//! each executor as a raw fd.
+//! each executor as a raw fd; or the sockets this process inherited
+//! (systemd socket activation, a hot upgrade), shared out among the workers.
 //!
 //! glommio's own `TcpListener::bind` always sets SO_REUSEPORT, so a second
 //! pounce (or anything else run by the same user with SO_REUSEPORT) would
@@ -9,9 +10,59 @@
 //! other workers can join its group. The check and the claim are one bind(2):
 //! there is no window for another process to slip in between.
 
+use crate::handover::Origin;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
+
+/// Every listening socket of this process and where they came from. The
+/// coordinator keeps these (to pass them to a successor); each worker gets
+/// duplicates of its share ([`Listeners::for_worker`]), so it can close its
+/// own without touching anyone else's.
+pub(crate) struct Listeners {
+    pub sockets: Vec<Socket>,
+    /// Names to pass on (`LISTEN_FDNAMES`), one per socket.
+    pub names: Vec<String>,
+    pub origin: Origin,
+}
+
+impl Listeners {
+    pub(crate) fn bound(sockets: Vec<Socket>) -> Listeners {
+        let names = vec![String::new(); sockets.len()];
+        Listeners { sockets, names, origin: Origin::Bound }
+    }
+
+    /// The distinct addresses listened on, in socket order.
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
+        let mut all: Vec<SocketAddr> = Vec::new();
+        for a in self.sockets.iter().filter_map(|s| local_addr(s).ok()) {
+            if !all.contains(&a) {
+                all.push(a);
+            }
+        }
+        all
+    }
+
+    /// Duplicates of the sockets worker `w` (0-based) of `workers` accepts on.
+    pub(crate) fn for_worker(&self, w: usize, workers: usize) -> io::Result<Vec<Socket>> {
+        share(self.sockets.len(), workers, w).into_iter().map(|i| self.sockets[i].try_clone()).collect()
+    }
+}
+
+/// Which of `sockets` sockets worker `w` of `workers` accepts on, so that
+/// every socket has at least one worker and every worker at least one
+/// socket. One each when the counts match (bound sockets always do: one per
+/// worker, so each core keeps its own accept queue); with more sockets than
+/// workers (a successor running fewer workers) each worker takes every
+/// `workers`-th socket; with fewer (systemd usually passes one), workers share
+/// them round-robin: io_uring's accept waits exclusively, so a connection
+/// wakes one worker, not all.
+pub(crate) fn share(sockets: usize, workers: usize, w: usize) -> Vec<usize> {
+    if sockets == 0 || workers == 0 {
+        return Vec::new();
+    }
+    if sockets >= workers { (w..sockets).step_by(workers).collect() } else { vec![w % sockets] }
+}
 
 /// Why the listeners could not be created.
 #[derive(Debug)]
@@ -82,6 +133,30 @@ pub(crate) fn local_addr(s: &Socket) -> io::Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_socket_is_served_and_every_worker_serves() {
+        assert_eq!(share(2, 2, 0), [0]);
+        assert_eq!(share(2, 2, 1), [1]);
+        assert_eq!(share(4, 2, 0), [0, 2]);
+        assert_eq!(share(4, 2, 1), [1, 3]);
+        assert_eq!(share(5, 2, 0), [0, 2, 4]);
+        assert_eq!(share(1, 3, 2), [0]);
+        assert_eq!(share(2, 3, 2), [0]);
+        for sockets in 1..6 {
+            for workers in 1..6 {
+                let mut served = vec![0; sockets];
+                for w in 0..workers {
+                    let mine = share(sockets, workers, w);
+                    assert!(!mine.is_empty(), "{sockets} sockets, {workers} workers: worker {w} idle");
+                    for i in mine {
+                        served[i] += 1;
+                    }
+                }
+                assert!(served.iter().all(|&n| n > 0), "{sockets}/{workers}: {served:?}");
+            }
+        }
+    }
 
     #[test]
     fn port_zero_group_shares_one_port() {

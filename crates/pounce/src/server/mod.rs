@@ -2,12 +2,14 @@
 //! coordinator.
 //!
 //! [`Server::run`] does, in order: register for signals (so an early SIGTERM
-//! is queued, not fatal), raise RLIMIT_MEMLOCK, bind every worker's listener
-//! (failing fast if the port is taken), build the main thread's executor
-//! (which doubles as the io_uring availability probe), start the signal
-//! thread and one executor thread per worker, wait until each has started,
-//! then run the [`Coordinator`] until shutdown is over. Any start-up failure
-//! is one log line and exit status 1.
+//! is queued, not fatal), raise RLIMIT_MEMLOCK, take over the listening
+//! sockets passed in (`LISTEN_FDS`: systemd socket activation or a hot
+//! upgrade) or else bind every worker's listener (failing fast if the port
+//! is taken), build the main thread's executor (which doubles as the io_uring
+//! availability probe), start the signal thread and one executor thread per
+//! worker, wait until each has started, then run the [`Coordinator`] until
+//! shutdown or handover is over. Any start-up failure is one log line and
+//! exit status 1.
 
 mod connection;
 mod health;
@@ -23,8 +25,10 @@ mod worker;
 use crate::config::{ServerConfig, available_cpus};
 use crate::exit::ExitStatus;
 use crate::handler::Handler;
+use crate::handover::upgrade::Upgrader;
+use crate::handover::{inherit, keeper, pidfile, successor::Exec};
 use crate::http::request::{HeadLimits, MAX_TARGET_LEN};
-use crate::shutdown::coordinator::Coordinator;
+use crate::shutdown::coordinator::{Coordinator, Finish};
 use crate::shutdown::{Shared, signal};
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutor, LocalExecutorBuilder, Placement};
@@ -95,27 +99,52 @@ impl<H: Handler> Server<H> {
     /// Expects a logger to be installed (see [`crate::logging::init`]).
     pub fn run(self) -> ExitStatus {
         install_panic_hook();
-        match self.start() {
-            Ok(status) => status,
+        let pid_file = self.config.pid_file.clone();
+        let finish = match self.start() {
+            Ok(finish) => finish,
             Err(msg) => {
                 log::error!("{msg}");
-                ExitStatus::Fatal
+                return ExitStatus::Fatal;
             }
+        };
+        if let Some(path) = &pid_file {
+            pidfile::remove_if_ours(path, std::process::id());
+        }
+        match finish.successor {
+            // A container's init must outlive the handover (handover::keeper).
+            Some(pid) if keeper::is_init() => keeper::run(pid),
+            _ => finish.status,
         }
     }
 
-    fn start(self) -> Result<ExitStatus, String> {
+    fn start(self) -> Result<Finish, String> {
         let Server { config, handler } = self;
         let n = config.workers;
+        // What a successor will be started as: captured before anything else
+        // can change it.
+        let exec = Exec::capture();
         let signals = signal::install().map_err(|e| format!("cannot register signal handlers: {e}"))?;
         startup::ignore_sigpipe();
+        let inherited = inherit::from_env()?;
+        if let Some(path) = &config.pid_file {
+            pidfile::check(path)?;
+        }
         let memlock = startup::raise_memlock();
         startup::check_io_uring(memlock)?;
         startup::raise_nofile(config.max_connections);
-        let sockets =
-            listener::bind_group(config.socket_addr(), n, config.backlog).map_err(|e| e.to_string())?;
-        let local_addr =
-            listener::local_addr(&sockets[0]).map_err(|e| format!("listener has no address: {e}"))?;
+        let (listeners, predecessor) = match inherited {
+            Some(inh) => {
+                let listeners =
+                    listener::Listeners { sockets: inh.sockets, names: inh.names, origin: inh.origin };
+                log_inherited(&listeners);
+                (listeners, inh.ready)
+            }
+            None => {
+                let sockets = listener::bind_group(config.socket_addr(), n, config.backlog)
+                    .map_err(|e| e.to_string())?;
+                (listener::Listeners::bound(sockets), None)
+            }
+        };
         let io_memory = startup::io_memory_per_executor(memlock, n + 2);
 
         // The main thread's executor runs the coordinator; building it first
@@ -136,7 +165,7 @@ impl<H: Handler> Server<H> {
         // waits at this barrier until the coordinator has registered its
         // ends; after that each connect completes at once.
         let go = Arc::new(Barrier::new(n + 2));
-        let (sig_tx, sig_rx) = shared_channel::new_bounded(4);
+        let (sig_tx, sig_rx) = shared_channel::new_bounded(16);
         signal::spawn(signals, sig_tx, shared.clone(), go.clone()).map_err(|e| e.to_string())?;
 
         let cpus = available_cpus();
@@ -146,8 +175,10 @@ impl<H: Handler> Server<H> {
         let (started_tx, started_rx) = mpsc::channel::<(usize, Result<(), String>)>();
         let mut commands = Vec::with_capacity(n);
         let mut events = Vec::with_capacity(n);
-        for (k, listener) in sockets.into_iter().enumerate() {
+        for k in 0..n {
             let id = k + 1;
+            let mine =
+                listeners.for_worker(k, n).map_err(|e| format!("cannot share the listening sockets: {e}"))?;
             let (cmd_tx, cmd_rx) = shared_channel::new_bounded(4);
             let (ev_tx, ev_rx) = shared_channel::new_bounded(8);
             commands.push(cmd_tx);
@@ -162,7 +193,7 @@ impl<H: Handler> Server<H> {
                     limits,
                     rbuf_cap,
                 },
-                listener,
+                listeners: mine,
                 commands: cmd_rx,
                 events: ev_tx,
             };
@@ -225,10 +256,35 @@ impl<H: Handler> Server<H> {
             for t in ev {
                 events.push(t.await);
             }
-            Coordinator { config, shared, local_addr, commands, events, signals: sig.await }.run().await
+            // A successor told to stop gets as long as its own drain.
+            let grace = config.shutdown_timeout + Duration::from_secs(1);
+            let upgrader = Upgrader::new(exec, listeners, config.upgrade_timeout, grace);
+            Coordinator { config, shared, upgrader, predecessor, commands, events, signals: sig.await }
+                .run()
+                .await
         });
         Ok(status)
     }
+}
+
+/// One line saying which sockets were taken over, and from whom.
+fn log_inherited(listeners: &listener::Listeners) {
+    let list: Vec<String> = listeners
+        .sockets
+        .iter()
+        .zip(&listeners.names)
+        .map(|(s, name)| {
+            let addr = listener::local_addr(s).map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+            let fd = std::os::fd::AsRawFd::as_raw_fd(s);
+            if name.is_empty() { format!("fd {fd} {addr}") } else { format!("fd {fd} {addr} ({name})") }
+        })
+        .collect();
+    log::info!(
+        "Serving {} listening socket(s) {}: {}",
+        listeners.sockets.len(),
+        listeners.origin.describe(),
+        list.join(", ")
+    );
 }
 
 /// A worker's executor, pinned to `cpu` when given. If pinning is refused

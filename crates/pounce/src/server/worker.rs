@@ -1,12 +1,21 @@
-//! One worker: a glommio executor pinned to a core, with its own listener,
+//! One worker: a glommio executor pinned to a core, with its own listeners,
 //! its own connections and its own connection counter.
 //!
 //! The accept loop runs until the worker is draining (or forced) and its last
-//! connection is gone. While draining it keeps accepting, but only to answer
-//! each new connection `503` + `Retry-After: 1` once its request head is in —
-//! closing the listener early would turn connections already queued in the
-//! kernel into resets. When it stops, it answers what is left in the accept
-//! queue the same way, shuts the listener down, and reports `Stopped`.
+//! connection is gone. What draining does to the listeners is the
+//! coordinator's call ([`ListenerAction`]):
+//! - `Respond503` keeps accepting, but only to answer each new connection
+//!   `503` + `Retry-After: 1` once its request head is in: closing the
+//!   listener early would turn connections already queued in the kernel into
+//!   resets. When the worker stops, it answers what is left in the accept
+//!   queue the same way and shuts the listener down.
+//! - `Refuse` does that last step at once: the queue gets its 503s, and every
+//!   later connect is refused (load balancers retry those elsewhere).
+//! - `Release` stops accepting and leaves the sockets alone: another process
+//!   (a hot upgrade's successor, or systemd) holds them and takes what is
+//!   queued. Connections this worker had already accepted are served.
+//!
+//! Either way the worker then reports `Stopped`.
 
 use super::connection::{Conn, LINGER, encode_error};
 use super::io::{Io, Waited, Watch};
@@ -16,7 +25,7 @@ use crate::handler::Handler;
 use crate::http::date;
 use crate::http::request::{RequestHead, parse_head};
 use crate::shutdown::drain::{ConnGuard, WorkerDrain};
-use crate::shutdown::{Command, Event, Phase};
+use crate::shutdown::{Command, Event, ListenerAction, Phase};
 use futures_lite::future;
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 use glommio::io::BufferedFile;
@@ -43,14 +52,15 @@ pub(crate) struct WorkerInit<H> {
     /// Opens once the coordinator has registered its channel ends.
     pub go: Arc<Barrier>,
     pub base: WorkerBase<H>,
-    pub listener: socket2::Socket,
+    /// This worker's own descriptors of the sockets it accepts on.
+    pub listeners: Vec<socket2::Socket>,
     pub commands: SharedReceiver<Command>,
     pub events: SharedSender<Event>,
 }
 
 /// The worker's main future: returns when it has stopped.
 pub(crate) async fn run<H: Handler>(init: WorkerInit<H>, driver: Driver) {
-    let WorkerInit { go, base, listener, commands, events } = init;
+    let WorkerInit { go, base, listeners, commands, events } = init;
     go.wait();
     // Connecting is a rendezvous with the coordinator: do both at once.
     let (events, commands) = future::zip(events.connect(), commands.connect()).await;
@@ -68,7 +78,7 @@ pub(crate) async fn run<H: Handler>(init: WorkerInit<H>, driver: Driver) {
     glommio::spawn_local(async move {
         while let Some(cmd) = commands.recv().await {
             match cmd {
-                Command::Drain => match d.begin_drain() {
+                Command::Drain(action) => match d.begin_drain(action) {
                     0 => log::info!("Worker {id} shutting down (no active connections)"),
                     n => log::info!("Worker {id} draining {n} active connection(s)..."),
                 },
@@ -81,13 +91,18 @@ pub(crate) async fn run<H: Handler>(init: WorkerInit<H>, driver: Driver) {
     })
     .detach();
 
-    ctx.driver.listen(listener.as_raw_fd());
+    let fds: Vec<RawFd> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+    ctx.driver.listen(&fds);
     let _ = events.try_send(Event::Ready);
     let rejecting = Rc::new(Cell::new(0usize));
-    accept_loop(&ctx, &drain, &rejecting).await;
+    accept_loop(&ctx, &drain, &rejecting, &fds).await;
     let forced = drain.phase() == Phase::Forced;
-    close_listener(listener.as_raw_fd(), &ctx, &drain, &rejecting);
-    drop(listener);
+    if drain.listener_action() == ListenerAction::Respond503 {
+        close_listeners(&fds, &ctx, &drain, &rejecting);
+        finish_accepts(&ctx, &drain, &rejecting).await;
+    }
+    // Our own descriptors only: a socket another process holds stays open.
+    drop(listeners);
     // Let the last refusals finish their lingering close (each is bounded).
     let until = Instant::now() + REJECT_HEAD_WAIT + LINGER;
     while rejecting.get() > 0 && !forced && Instant::now() < until {
@@ -130,19 +145,40 @@ async fn accept_loop<H: Handler>(
     ctx: &Rc<WorkerCtx<H>>,
     drain: &Rc<WorkerDrain>,
     rejecting: &Rc<Cell<usize>>,
+    listeners: &[RawFd],
 ) {
+    // Accepting has stopped and no accept is in flight any more.
+    let mut accept_done = false;
+    let mut stopped = false;
     loop {
         let phase = drain.phase();
-        if phase >= Phase::Draining && drain.active() == 0 {
-            return;
+        // Draining ends when the last connection is gone, and, once the
+        // accepts were cancelled, when the last one of those has reported
+        // (it may still deliver a connection, which must be answered).
+        let mut ends_when_idle = false;
+        if phase >= Phase::Draining {
+            let action = drain.listener_action();
+            if !stopped && action != ListenerAction::Respond503 {
+                stopped = true;
+                stop_listening(listeners, action, ctx, drain, rejecting);
+            }
+            ends_when_idle = accept_done || action == ListenerAction::Respond503 || phase == Phase::Forced;
+            if ends_when_idle && drain.active() == 0 {
+                return;
+            }
         }
-        let accept = async { Some(poll_fn(|cx| ctx.driver.poll_accept(cx)).await) };
+        let accept = async {
+            if accept_done {
+                future::pending::<()>().await;
+            }
+            Some(poll_fn(|cx| ctx.driver.poll_accept(cx)).await)
+        };
         let stop = async {
             poll_fn(|cx| {
-                if phase < Phase::Draining {
-                    drain.poll_phase_past(phase, cx).map(|_| ())
-                } else {
+                if ends_when_idle {
                     drain.poll_stopped(cx)
+                } else {
+                    drain.poll_phase_past(phase, cx).map(|_| ())
                 }
             })
             .await;
@@ -150,14 +186,36 @@ async fn accept_loop<H: Handler>(
         };
         match future::or(stop, accept).await {
             None => {}
-            Some(Ok(fd)) => dispatch(fd, ctx, drain, rejecting),
-            Some(Err(e)) => {
+            Some(None) => accept_done = true,
+            Some(Some(Ok(fd))) => dispatch(fd, ctx, drain, rejecting),
+            Some(Some(Err(e))) => {
                 // EMFILE/ENFILE/ENOBUFS: back off briefly rather than spin.
                 log::warn!("Worker {}: accept failed: {e}", ctx.id);
                 Timer::new(Duration::from_millis(10)).await;
             }
         }
     }
+}
+
+/// Draining with `Refuse` or `Release`: stop accepting now.
+fn stop_listening<H: Handler>(
+    listeners: &[RawFd],
+    action: ListenerAction,
+    ctx: &Rc<WorkerCtx<H>>,
+    drain: &Rc<WorkerDrain>,
+    rejecting: &Rc<Cell<usize>>,
+) {
+    ctx.driver.stop_accepting();
+    if action == ListenerAction::Refuse {
+        // Accepted by the ring but not handed out yet: answered 503 by
+        // dispatch, like the rest of the queue.
+        for fd in ctx.driver.take_accepted() {
+            dispatch(fd, ctx, drain, rejecting);
+        }
+        close_listeners(listeners, ctx, drain, rejecting);
+    }
+    // Release: what the ring already accepted comes out of poll_accept and
+    // is served; the kernel's queue is left to the other holder.
 }
 
 /// Hands a new connection (socket `fd`, now ours) to the connection loop,
@@ -174,6 +232,9 @@ fn dispatch<H: Handler>(
             unsafe { libc::close(fd) };
             return;
         }
+        // Released listeners: this connection was accepted before the
+        // successor (or the next instance) took over; serve it.
+        Phase::Draining if drain.listener_action() == ListenerAction::Release => {}
         Phase::Draining => {
             ctx.shared.stats(ctx.id).rejected.fetch_add(1, Ordering::Relaxed);
             refuse(fd, ctx, drain, rejecting, Refusal::Draining);
@@ -299,20 +360,30 @@ fn refuse<H: Handler>(
 }
 
 /// Stops accepting, answers the connections already accepted or still
-/// queued in the kernel (503), then shuts the listener down so nothing more
-/// is queued.
-fn close_listener<H: Handler>(
-    fd: RawFd,
+/// queued in the kernel (503), then shuts the listeners down so nothing more
+/// is queued: later connects are refused. Only for sockets no other process
+/// serves (never with `Release`): shutdown(2) acts on the socket itself, not
+/// on this process's descriptor.
+fn close_listeners<H: Handler>(
+    listeners: &[RawFd],
     ctx: &Rc<WorkerCtx<H>>,
     drain: &Rc<WorkerDrain>,
     rejecting: &Rc<Cell<usize>>,
 ) {
     let forced = drain.phase() == Phase::Forced;
-    let mut pending = ctx.driver.stop_accepting();
-    if !forced {
-        while let Some(conn) = accept_pending(fd) {
-            pending.push(conn);
+    ctx.driver.stop_accepting();
+    let mut pending = ctx.driver.take_accepted();
+    for &fd in listeners {
+        if !forced {
+            set_nonblocking(fd);
+            while let Some(conn) = accept_pending(fd) {
+                pending.push(conn);
+            }
         }
+        // SAFETY: the listener's descriptor, still open. shutdown(2) on a
+        // listening socket stops it listening and fails any accept still
+        // pending in io_uring.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }
     for conn in pending {
         if forced {
@@ -323,22 +394,48 @@ fn close_listener<H: Handler>(
             refuse(conn, ctx, drain, rejecting, Refusal::Draining);
         }
     }
-    // SAFETY: fd is the listener's, still open. shutdown(2) on a listening
-    // socket stops it listening and fails any accept still pending in io_uring.
-    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+/// After [`close_listeners`]: answers (503) what cancelled accepts still
+/// deliver, until none is in flight (bounded: the cancels complete at once).
+async fn finish_accepts<H: Handler>(
+    ctx: &Rc<WorkerCtx<H>>,
+    drain: &Rc<WorkerDrain>,
+    rejecting: &Rc<Cell<usize>>,
+) {
+    let until = Instant::now() + Duration::from_millis(500);
+    loop {
+        let next = async { poll_fn(|cx| ctx.driver.poll_accept(cx)).await };
+        let timeout = async {
+            Timer::new(until.saturating_duration_since(Instant::now())).await;
+            None
+        };
+        match future::or(next, timeout).await {
+            Some(Ok(fd)) => dispatch(fd, ctx, drain, rejecting),
+            Some(Err(_)) => {}
+            None => return,
+        }
+    }
+}
+
+/// A listening socket's accept(2) must not block the worker once the ring is
+/// no longer the only one taking connections off it.
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: fcntl on our listener's descriptor.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
 }
 
 /// A connection from the accept queue, without blocking.
 fn accept_pending(fd: RawFd) -> Option<RawFd> {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    // SAFETY: plain syscalls on our own listening fd.
-    unsafe {
-        if libc::poll(&mut pfd, 1, 0) != 1 || pfd.revents & libc::POLLIN == 0 {
-            return None;
-        }
-        let c = libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), super::uring::ACCEPT_FLAGS);
-        (c >= 0).then_some(c)
-    }
+    // SAFETY: accept4(2) on our own (non-blocking) listening fd.
+    let c =
+        unsafe { libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), super::uring::ACCEPT_FLAGS) };
+    (c >= 0).then_some(c)
 }
 
 /// Refreshes this executor's cached `Date` value at each second boundary.

@@ -3,24 +3,35 @@
 //!
 //! ```text
 //! Starting ──all Ready──▶ Running ──signal──▶ LameDuck ──shutdown_delay──▶ Draining
-//!                                                              │
-//!                          all Stopped ◀───────────────────────┤
-//!                          (exit 0)                            └─shutdown_timeout─▶ Forced (exit 3)
+//!                          │   ▲                                   │
+//!              SIGUSR2/HUP │   │ successor failed                  │
+//!                          ▼   │                                   │
+//!                       Upgrading ──successor ready──▶ Draining     │
+//!                                  (handover: listeners released)  │
+//!                          all Stopped ◀───────────────────────────┤
+//!                          (exit 0)                                └─shutdown_timeout─▶ Forced (exit 3)
 //! ```
 //!
 //! Workers drain on their own; the coordinator only broadcasts the phase
 //! changes, holds the deadline, force-terminates the laggards and chooses the
 //! exit code. A worker that dies (its channel closes without `Stopped`) makes
-//! the exit code 1 and starts a shutdown of the others.
+//! the exit code 1 and starts a shutdown of the others. Hot upgrades are
+//! started and watched by [`Upgrader`]; the coordinator decides what their
+//! outcome means for the timeline.
 
-use super::{Command, Event, Phase, Shared, notify};
-use crate::config::ServerConfig;
+use super::{Command, Event, ListenerAction, Phase, Shared, notify, signal::is_upgrade, signal_name};
+use crate::config::{DrainNewConnections, ServerConfig};
 use crate::exit::ExitStatus;
+use crate::handover::upgrade::{self, Outcome, Upgrader};
+use crate::handover::{Origin, keeper, pidfile};
 use futures_lite::future;
-use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use glommio::timer::Timer;
+use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -33,16 +44,27 @@ const STATUS_EVERY: Duration = Duration::from_millis(500);
 pub(crate) struct Coordinator {
     pub config: Arc<ServerConfig>,
     pub shared: Arc<Shared>,
-    pub local_addr: SocketAddr,
+    pub upgrader: Upgrader,
+    /// Where to report readiness when this process is a hot upgrade's
+    /// successor.
+    pub predecessor: Option<OwnedFd>,
     pub commands: Vec<ConnectedSender<Command>>,
     pub events: Vec<ConnectedReceiver<Event>>,
     pub signals: ConnectedReceiver<i32>,
 }
 
+/// How the process ended.
+pub(crate) struct Finish {
+    pub status: ExitStatus,
+    /// The successor this process handed over to, which now serves.
+    pub successor: Option<i32>,
+}
+
 /// What woke the coordinator.
 enum Wake {
     Worker(usize, Option<Event>),
-    Signal,
+    Signal(i32),
+    Upgrade(Outcome),
     Timer,
 }
 
@@ -55,36 +77,60 @@ enum WorkerState {
 }
 
 impl Coordinator {
-    pub(crate) async fn run(self) -> ExitStatus {
-        let Coordinator { config, shared, local_addr, commands, events, signals } = self;
+    pub(crate) async fn run(self) -> Finish {
+        let Coordinator { config, shared, mut upgrader, predecessor, commands, events, signals } = self;
         let n = commands.len();
-        let events = merge(events);
+        let (wake_tx, wakes) = local_channel::new_unbounded();
+        let wake_tx = Rc::new(wake_tx);
+        merge(events, &wake_tx);
+        let deliver: Rc<dyn Fn(Outcome)> = {
+            let tx = wake_tx.clone();
+            Rc::new(move |o| {
+                let _ = tx.try_send(Wake::Upgrade(o));
+            })
+        };
         let mut state = vec![WorkerState::Starting; n];
         let mut status = ExitStatus::Clean;
+        let mut successor = None;
 
         // Start-up: wait until every worker listens (or a signal/death).
         let mut signalled = false;
         while state.contains(&WorkerState::Starting) && !signalled {
-            match next(&events, &signals, None).await {
-                Wake::Worker(k, Some(Event::Ready)) => state[k] = WorkerState::Serving,
+            match next(&wakes, &signals, None).await {
                 Wake::Worker(k, ev) => {
                     dead_or_stopped(&mut state, k, ev, &mut status);
                     if status == ExitStatus::Fatal {
                         break;
                     }
                 }
-                Wake::Signal => signalled = true,
-                Wake::Timer => {}
+                Wake::Signal(s) if is_upgrade(s) => {
+                    log::warn!("Received {} while starting — ignored (not serving yet)", signal_name(s));
+                }
+                Wake::Signal(_) => signalled = true,
+                Wake::Upgrade(_) | Wake::Timer => {}
             }
         }
         if status == ExitStatus::Clean && !signalled {
-            log::info!("Listening on http://{} with {} worker(s)", display_addr(&config, local_addr), n);
-            notify::notify(&format!("READY=1\nSTATUS=Serving on {local_addr} with {n} worker(s)"));
+            let listeners = upgrader.listeners();
+            let addrs = listeners.addrs();
+            let inherited = match listeners.origin {
+                Origin::Bound => String::new(),
+                _ => format!(" on {} inherited socket(s)", listeners.sockets.len()),
+            };
+            log::info!("Listening on {} with {n} worker(s){inherited}", display_addrs(&config, &addrs));
+            announce_ready(&config, predecessor, &addrs, n);
 
-            // Running: until a signal or a worker death.
+            // Running: until a signal, a handover or a worker death.
             loop {
-                match next(&events, &signals, None).await {
-                    Wake::Signal => break,
+                match next(&wakes, &signals, None).await {
+                    Wake::Signal(s) if is_upgrade(s) => upgrader.request(s, deliver.clone()),
+                    Wake::Signal(_) => break,
+                    Wake::Upgrade(o) => {
+                        if let Some(pid) = upgrader.settle(o) {
+                            successor = Some(pid);
+                            break;
+                        }
+                    }
                     Wake::Worker(k, ev) => {
                         dead_or_stopped(&mut state, k, ev, &mut status);
                         if status == ExitStatus::Fatal {
@@ -96,30 +142,44 @@ impl Coordinator {
                 }
             }
 
-            // Lame duck: keep serving, health already answers 503.
-            let delay = config.shutdown_delay;
-            if !delay.is_zero() && status == ExitStatus::Clean {
-                log::info!(
-                    "Waiting {:.1}s (shutdown_delay) before draining; health checks answer 503 meanwhile",
-                    delay.as_secs_f64()
-                );
-                let until = Instant::now() + delay;
-                while Instant::now() < until {
-                    if let Wake::Worker(k, ev) = next(&events, &signals, Some(until)).await {
-                        dead_or_stopped(&mut state, k, ev, &mut status);
+            if let Some(pid) = successor {
+                hand_over(&shared, pid, &addrs);
+            } else {
+                upgrader.abort();
+                // Lame duck: keep serving, health already answers 503.
+                let delay = config.shutdown_delay;
+                if !delay.is_zero() && status == ExitStatus::Clean {
+                    log::info!(
+                        "Waiting {:.1}s (shutdown_delay) before draining; health checks answer 503 meanwhile",
+                        delay.as_secs_f64()
+                    );
+                    let until = Instant::now() + delay;
+                    while Instant::now() < until {
+                        let wake = next(&wakes, &signals, Some(until)).await;
+                        on_wake_while_stopping(wake, &mut state, &mut status, &mut upgrader, successor);
                     }
                 }
             }
+        } else {
+            upgrader.abort();
         }
 
         // Drain.
         shared.advance(Phase::Draining);
+        let action = if successor.is_some() || upgrader.listeners().origin.held_elsewhere() {
+            ListenerAction::Release
+        } else {
+            match config.drain_new_connections {
+                DrainNewConnections::Respond503 => ListenerAction::Respond503,
+                DrainNewConnections::Refuse => ListenerAction::Refuse,
+            }
+        };
         let live = state.iter().filter(|s| **s != WorkerState::Dead).count();
         log::info!("Shutting down {live} worker(s)...");
         let drain_started = Instant::now();
         for (k, tx) in commands.iter().enumerate() {
             if state[k] != WorkerState::Dead {
-                let _ = tx.try_send(Command::Drain);
+                let _ = tx.try_send(Command::Drain(action));
             }
         }
         let deadline = drain_started + config.shutdown_timeout;
@@ -134,9 +194,8 @@ impl Coordinator {
                 notify::notify(&format!("STATUS=Draining {active} connection(s)"));
                 next_status = now + STATUS_EVERY;
             }
-            if let Wake::Worker(k, ev) = next(&events, &signals, Some(deadline.min(next_status))).await {
-                dead_or_stopped(&mut state, k, ev, &mut status);
-            }
+            let wake = next(&wakes, &signals, Some(deadline.min(next_status))).await;
+            on_wake_while_stopping(wake, &mut state, &mut status, &mut upgrader, successor);
         }
 
         let laggards: Vec<usize> =
@@ -156,9 +215,8 @@ impl Coordinator {
             while state.iter().any(|s| matches!(s, WorkerState::Starting | WorkerState::Serving))
                 && Instant::now() < until
             {
-                if let Wake::Worker(k, ev) = next(&events, &signals, Some(until)).await {
-                    dead_or_stopped(&mut state, k, ev, &mut status);
-                }
+                let wake = next(&wakes, &signals, Some(until)).await;
+                on_wake_while_stopping(wake, &mut state, &mut status, &mut upgrader, successor);
             }
             for (k, s) in state.iter().enumerate() {
                 if matches!(s, WorkerState::Starting | WorkerState::Serving) {
@@ -182,7 +240,105 @@ impl Coordinator {
             took.as_secs_f64(),
             status.code()
         );
-        status
+
+        // A successor this process started and stopped must be gone before
+        // it exits: no orphan.
+        let until = Instant::now().max(deadline) + FORCE_GRACE;
+        while upgrader.pending() && Instant::now() < until {
+            if let Some(pid) = upgrader.stopping() {
+                let ended = upgrade::reap(pid, until.saturating_duration_since(Instant::now())).await;
+                upgrader.reaped(ended);
+                continue;
+            }
+            let wake = next(&wakes, &signals, Some(until)).await;
+            on_wake_while_stopping(wake, &mut state, &mut status, &mut upgrader, successor);
+        }
+        upgrader.kill_remaining();
+        Finish { status, successor }
+    }
+}
+
+/// The workers listen: tell whoever waits. A hot upgrade's predecessor
+/// learns it on its readiness socket and then tells systemd itself (it is
+/// the unit's main process until then); otherwise systemd gets `READY=1`.
+/// The pid file is written first, so it names this process by the time
+/// anyone acts on its readiness.
+fn announce_ready(config: &ServerConfig, predecessor: Option<OwnedFd>, addrs: &[SocketAddr], workers: usize) {
+    let me = std::process::id();
+    if let Some(path) = &config.pid_file {
+        if let Err(e) = pidfile::write(path, me) {
+            log::error!("cannot write the pid file {}: {e}", path.display());
+        }
+    }
+    match predecessor {
+        Some(fd) => {
+            let mut sock = std::os::unix::net::UnixStream::from(fd);
+            match sock.write_all(upgrade::READY_LINE) {
+                Ok(()) => log::info!("Upgrade: ready; told the previous process to hand over"),
+                Err(e) => log::warn!("Upgrade: cannot tell the previous process that this one is ready: {e}"),
+            }
+        }
+        None => {
+            let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+            notify::notify(&format!(
+                "READY=1\nSTATUS=Serving on {} with {workers} worker(s)",
+                list.join(", ")
+            ));
+        }
+    }
+}
+
+/// The successor serves: systemd follows it as the main process, health
+/// keeps answering ok through this drain, and a PID-1 process forwards its
+/// signals to the successor from now on.
+fn hand_over(shared: &Shared, pid: i32, addrs: &[SocketAddr]) {
+    let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    log::info!(
+        "Upgrade: successor pid {pid} is ready and serving; this process (pid {}) stops accepting and drains",
+        std::process::id()
+    );
+    shared.hand_over();
+    notify::notify(&format!(
+        "MAINPID={pid}\nREADY=1\nSTATUS=Serving on {} (hot upgrade from pid {})",
+        list.join(", "),
+        std::process::id()
+    ));
+    notify::stop();
+    if keeper::is_init() {
+        keeper::forward_to(pid);
+    }
+}
+
+/// Wakes after the serving phase: worker reports, signals that change
+/// nothing now, and upgrade outcomes.
+fn on_wake_while_stopping(
+    wake: Wake,
+    state: &mut [WorkerState],
+    status: &mut ExitStatus,
+    upgrader: &mut Upgrader,
+    successor: Option<i32>,
+) {
+    match wake {
+        Wake::Worker(k, ev) => dead_or_stopped(state, k, ev, status),
+        Wake::Signal(s) if is_upgrade(s) => match successor {
+            Some(pid) => log::warn!(
+                "Received {} after handing over to pid {pid} — ignored (signal that process instead)",
+                signal_name(s)
+            ),
+            None => log::warn!("Received {} while shutting down — ignored", signal_name(s)),
+        },
+        Wake::Signal(s) => {
+            if let Some(pid) = successor {
+                log::info!(
+                    "{} changes nothing: already draining after handing over to pid {pid}",
+                    signal_name(s)
+                );
+            }
+        }
+        Wake::Upgrade(o) => {
+            upgrader.settle(o);
+        }
+        Wake::Timer => {}
     }
 }
 
@@ -200,27 +356,30 @@ fn dead_or_stopped(state: &mut [WorkerState], k: usize, ev: Option<Event>, statu
     }
 }
 
-/// `127.0.0.1:8000`, `[::1]:8000`, or `localhost:8000` as the user wrote it.
-fn display_addr(config: &ServerConfig, addr: SocketAddr) -> String {
-    if config.host().eq_ignore_ascii_case("localhost") {
-        format!("localhost:{}", addr.port())
-    } else {
-        addr.to_string()
-    }
+/// `http://127.0.0.1:8000`, `http://[::1]:8000`, or `http://localhost:8000`
+/// as the user wrote it; several (inherited sockets) separated by commas.
+fn display_addrs(config: &ServerConfig, addrs: &[SocketAddr]) -> String {
+    let one = |a: &SocketAddr| {
+        if config.host().eq_ignore_ascii_case("localhost") && a.ip().is_loopback() {
+            format!("http://localhost:{}", a.port())
+        } else {
+            format!("http://{a}")
+        }
+    };
+    addrs.iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
-/// Fans the per-worker event channels into one local channel, tagging each
-/// event with its worker index; `None` means the worker's channel closed.
-fn merge(events: Vec<ConnectedReceiver<Event>>) -> LocalReceiver<(usize, Option<Event>)> {
-    let (tx, rx) = local_channel::new_unbounded();
-    let tx = std::rc::Rc::new(tx);
+/// Fans the per-worker event channels into the coordinator's own channel,
+/// tagging each event with its worker index; `None` means the worker's
+/// channel closed.
+fn merge(events: Vec<ConnectedReceiver<Event>>, tx: &Rc<LocalSender<Wake>>) {
     for (k, ev) in events.into_iter().enumerate() {
         let tx = tx.clone();
         glommio::spawn_local(async move {
             loop {
                 let e = ev.recv().await;
                 let done = e.is_none() || matches!(e, Some(Event::Stopped { .. }));
-                let _ = tx.send((k, e)).await;
+                let _ = tx.send(Wake::Worker(k, e)).await;
                 if done {
                     break;
                 }
@@ -228,23 +387,18 @@ fn merge(events: Vec<ConnectedReceiver<Event>>) -> LocalReceiver<(usize, Option<
         })
         .detach();
     }
-    rx
 }
 
-async fn next(
-    events: &LocalReceiver<(usize, Option<Event>)>,
-    signals: &ConnectedReceiver<i32>,
-    until: Option<Instant>,
-) -> Wake {
-    let ev = async {
-        match events.recv().await {
-            Some((k, e)) => Wake::Worker(k, e),
+async fn next(wakes: &LocalReceiver<Wake>, signals: &ConnectedReceiver<i32>, until: Option<Instant>) -> Wake {
+    let local = async {
+        match wakes.recv().await {
+            Some(w) => w,
             None => future::pending().await,
         }
     };
     let sig = async {
         match signals.recv().await {
-            Some(_) => Wake::Signal,
+            Some(s) => Wake::Signal(s),
             // The signal thread never hangs up while the process lives.
             None => future::pending().await,
         }
@@ -258,5 +412,5 @@ async fn next(
             None => future::pending().await,
         }
     };
-    future::or(ev, future::or(sig, timer)).await
+    future::or(local, future::or(sig, timer)).await
 }

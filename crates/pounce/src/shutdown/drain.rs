@@ -11,7 +11,7 @@
 //! Everything here is per worker and single-threaded (`Cell`/`RefCell`); the
 //! only cross-thread traffic is the counters in [`super::WorkerStats`].
 
-use super::{Phase, Shared};
+use super::{ListenerAction, Phase, Shared};
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
 use std::rc::Rc;
@@ -29,6 +29,8 @@ pub(crate) struct WorkerDrain {
     pub id: usize,
     shared: Arc<Shared>,
     phase: Cell<Phase>,
+    /// What the accept loop does with the listeners once draining.
+    action: Cell<ListenerAction>,
     drain_started: Cell<Option<Instant>>,
     slots: RefCell<Vec<Option<Slot>>>,
     free: RefCell<Vec<usize>>,
@@ -43,6 +45,7 @@ impl WorkerDrain {
             id,
             shared,
             phase: Cell::new(Phase::Running),
+            action: Cell::new(ListenerAction::Respond503),
             drain_started: Cell::new(None),
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
@@ -59,6 +62,10 @@ impl WorkerDrain {
     /// on the last response) and new connections answered 503.
     pub(crate) fn draining(&self) -> bool {
         self.phase.get() >= Phase::Draining
+    }
+
+    pub(crate) fn listener_action(&self) -> ListenerAction {
+        self.action.get()
     }
 
     pub(crate) fn drain_started(&self) -> Option<Instant> {
@@ -114,10 +121,12 @@ impl WorkerDrain {
         false
     }
 
-    /// Enters Draining and wakes every connection so idle ones start their
-    /// grace period. Returns the number of connections that were open.
-    pub(crate) fn begin_drain(&self) -> usize {
+    /// Enters Draining, with `action` for the listeners, and wakes every
+    /// connection so idle ones start their grace period. Returns the number
+    /// of connections that were open.
+    pub(crate) fn begin_drain(&self, action: ListenerAction) -> usize {
         if self.phase.get() < Phase::Draining {
+            self.action.set(action);
             self.phase.set(Phase::Draining);
             self.drain_started.set(Some(Instant::now()));
             self.wake_all(false);
@@ -248,7 +257,8 @@ mod tests {
         assert!(d.poll_change(b.key(), Phase::Running, &mut cx).is_pending());
         assert!(d.poll_stopped(&mut cx).is_pending());
 
-        assert_eq!(d.begin_drain(), 2);
+        assert_eq!(d.begin_drain(ListenerAction::Release), 2);
+        assert_eq!(d.listener_action(), ListenerAction::Release);
         // Two connections and the stop waiter were woken.
         assert_eq!(counter.0.load(Ordering::SeqCst), 3);
         assert_eq!(d.poll_change(a.key(), Phase::Running, &mut cx), Poll::Ready(Phase::Draining));

@@ -19,7 +19,7 @@ pub(crate) mod drain;
 pub(crate) mod notify;
 pub(crate) mod signal;
 
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Where the server is in its life. Ordered: a phase only ever increases.
@@ -47,10 +47,29 @@ impl Phase {
     }
 }
 
+/// What a draining worker does with its listening sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum ListenerAction {
+    /// Keep accepting and answer each new connection 503; when the last
+    /// connection is gone, answer what is still queued 503 and shut the
+    /// sockets down (`--drain-new-connections 503`, the default).
+    #[default]
+    Respond503,
+    /// Stop accepting at once, answer what is already queued 503 (closing a
+    /// socket resets its queue), and shut the sockets down so that every
+    /// later connect is refused (`--drain-new-connections refuse`).
+    Refuse,
+    /// Stop accepting at once and leave the sockets, queue included, to the
+    /// process that holds them too: the successor of a hot upgrade, or the
+    /// service manager that passed them (socket activation). Nothing is
+    /// shut down or answered 503; what was already accepted is served.
+    Release,
+}
+
 /// Commands from the coordinator to a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Command {
-    Drain,
+    Drain(ListenerAction),
     Force,
 }
 
@@ -88,6 +107,9 @@ pub(crate) struct Shared {
     /// The furthest phase announced so far; the signal thread raises it to
     /// LameDuck synchronously, so health answers 503 from the signal on.
     phase: AtomicU8,
+    /// This process drains because a successor took over (hot upgrade), not
+    /// because of a signal: the service stays up, so health still says ok.
+    handed_over: AtomicBool,
     /// Open connections in the whole process, for max_connections.
     pub connections: AtomicUsize,
     pub workers: Vec<WorkerStats>,
@@ -98,6 +120,7 @@ impl Shared {
         Shared {
             started: Instant::now(),
             phase: AtomicU8::new(Phase::Running as u8),
+            handed_over: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             workers: (0..workers).map(|_| WorkerStats::default()).collect(),
         }
@@ -112,9 +135,26 @@ impl Shared {
         self.phase.fetch_max(to as u8, Ordering::AcqRel);
     }
 
-    /// True from the first signal on: health answers 503.
+    /// True from the first signal on: health answers 503. Not during the
+    /// drain that follows a hot upgrade's handover (unless a signal came
+    /// too): the port is served by the successor, so a load balancer must
+    /// not take this backend out.
     pub(crate) fn shutting_down(&self) -> bool {
-        self.phase() >= Phase::LameDuck
+        match self.phase() {
+            Phase::Running => false,
+            Phase::LameDuck => true,
+            Phase::Draining | Phase::Forced => !self.handed_over.load(Ordering::Acquire),
+        }
+    }
+
+    /// Marks the coming drain as a handover to a successor.
+    pub(crate) fn hand_over(&self) {
+        self.handed_over.store(true, Ordering::Release);
+    }
+
+    /// A signal arrived after the handover: health says draining after all.
+    pub(crate) fn signalled_after_handover(&self) {
+        self.handed_over.store(false, Ordering::Release);
     }
 
     pub(crate) fn stats(&self, worker: usize) -> &WorkerStats {
@@ -131,6 +171,8 @@ pub(crate) fn signal_name(signo: i32) -> &'static str {
     match signo {
         libc::SIGTERM => "SIGTERM",
         libc::SIGINT => "SIGINT",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGHUP => "SIGHUP",
         _ => "signal",
     }
 }
@@ -151,6 +193,16 @@ mod tests {
         assert_eq!(s.phase(), Phase::Draining);
         s.advance(Phase::Forced);
         assert_eq!(s.phase(), Phase::Forced);
+    }
+
+    #[test]
+    fn a_handover_drain_keeps_health_ok_until_a_signal() {
+        let s = Shared::new(1);
+        s.hand_over();
+        s.advance(Phase::Draining);
+        assert!(!s.shutting_down());
+        s.signalled_after_handover();
+        assert!(s.shutting_down());
     }
 
     #[test]

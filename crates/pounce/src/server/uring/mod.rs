@@ -145,10 +145,16 @@ impl ConnIo {
     }
 }
 
+/// One listening socket the worker accepts on.
+struct Listening {
+    fd: RawFd,
+    /// An accept is in flight on it.
+    armed: bool,
+}
+
 #[derive(Default)]
 struct AcceptState {
-    listener: Option<RawFd>,
-    armed: bool,
+    listeners: Vec<Listening>,
     stopped: bool,
     queue: VecDeque<RawFd>,
     error: Option<i32>,
@@ -313,7 +319,7 @@ impl Driver {
             match kind {
                 k if k == Kind::Recv as u8 => self.on_recv(slot, generation, res, flags),
                 k if k == Kind::Send as u8 => self.on_send(slot, generation, res),
-                k if k == Kind::Accept as u8 => self.on_accept(res, flags),
+                k if k == Kind::Accept as u8 => self.on_accept(slot, res, flags),
                 k if k == Kind::Writable as u8 => self.on_writable(slot, generation, res),
                 _ => {}
             }
@@ -436,16 +442,14 @@ impl Driver {
         }
     }
 
-    fn on_accept(&self, res: i32, flags: u32) {
+    fn on_accept(&self, listener: u32, res: i32, flags: u32) {
         let more = cqueue::more(flags);
         let mut a = self.accept.borrow_mut();
         if res >= 0 {
-            if a.stopped {
-                // SAFETY: a descriptor the kernel just gave us, unused.
-                unsafe { libc::close(res) };
-            } else {
-                a.queue.push_back(res);
-            }
+            // Even once stopped: an accept that completed while its cancel was
+            // on its way took a real connection off the kernel's queue, and
+            // the worker must answer it rather than drop it.
+            a.queue.push_back(res);
         } else {
             match -res {
                 libc::ECANCELED => {}
@@ -456,8 +460,8 @@ impl Driver {
                 e => a.error = Some(e),
             }
         }
-        if !more {
-            a.armed = false;
+        if !more && let Some(l) = a.listeners.get_mut(listener as usize) {
+            l.armed = false;
         }
         if let Some(w) = a.waker.take() {
             w.wake();
@@ -789,21 +793,25 @@ impl Driver {
         }
     }
 
-    // ---- accepting --------------------------------------------------------
+    // ---- accepting ----------------------------------------------------
 
-    /// Starts accepting on `listener` (multishot).
-    pub(crate) fn listen(&self, listener: RawFd) {
-        self.accept.borrow_mut().listener = Some(listener);
-        self.arm_accept();
+    /// Starts accepting on each of `listeners` (multishot).
+    pub(crate) fn listen(&self, listeners: &[RawFd]) {
+        self.accept.borrow_mut().listeners =
+            listeners.iter().map(|&fd| Listening { fd, armed: false }).collect();
+        for i in 0..listeners.len() {
+            self.arm_accept(i);
+        }
     }
 
-    fn arm_accept(&self) {
+    fn arm_accept(&self, i: usize) {
         let fd = {
             let mut a = self.accept.borrow_mut();
-            match a.listener {
-                Some(fd) if !a.armed && !a.stopped => {
-                    a.armed = true;
-                    fd
+            let stopped = a.stopped;
+            match a.listeners.get_mut(i) {
+                Some(l) if !l.armed && !stopped => {
+                    l.armed = true;
+                    l.fd
                 }
                 _ => return,
             }
@@ -815,43 +823,60 @@ impl Driver {
                 .flags(ACCEPT_FLAGS)
                 .build()
         };
-        self.push(e.user_data(user_data(Kind::Accept, 0, 0)));
+        self.push(e.user_data(user_data(Kind::Accept, i as u32, 0)));
     }
 
-    /// The next accepted socket, or the error accepting hit.
-    pub(crate) fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<RawFd>> {
+    /// The next accepted socket, or the error accepting hit; `None` once
+    /// accepting has stopped and no accept is in flight any more (nothing
+    /// more can arrive).
+    pub(crate) fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<io::Result<RawFd>>> {
         let mut a = self.accept.borrow_mut();
         if let Some(fd) = a.queue.pop_front() {
-            return Poll::Ready(Ok(fd));
+            return Poll::Ready(Some(Ok(fd)));
         }
         if let Some(e) = a.error.take() {
-            return Poll::Ready(Err(io::Error::from_raw_os_error(e)));
+            return Poll::Ready(Some(Err(io::Error::from_raw_os_error(e))));
+        }
+        let disarmed: Vec<usize> =
+            a.listeners.iter().enumerate().filter(|(_, l)| !l.armed).map(|(i, _)| i).collect();
+        if a.stopped && disarmed.len() == a.listeners.len() {
+            return Poll::Ready(None);
         }
         a.waker = Some(cx.waker().clone());
-        let rearm = !a.armed && !a.stopped;
+        let stopped = a.stopped;
         drop(a);
-        if rearm {
-            self.arm_accept();
+        if !stopped {
+            for i in disarmed {
+                self.arm_accept(i);
+            }
         }
         Poll::Pending
     }
 
-    /// Stops accepting; returns the sockets accepted but not yet handed out.
-    pub(crate) fn stop_accepting(&self) -> Vec<RawFd> {
+    /// Stops accepting: cancels the accepts in flight. Sockets they still
+    /// deliver, and those accepted but not yet handed out, come from
+    /// [`poll_accept`](Self::poll_accept) until it returns `None`.
+    pub(crate) fn stop_accepting(&self) {
         let mut a = self.accept.borrow_mut();
+        if a.stopped {
+            return;
+        }
         a.stopped = true;
-        let armed = a.armed;
-        let queued: Vec<RawFd> = a.queue.drain(..).collect();
+        let armed: Vec<usize> =
+            a.listeners.iter().enumerate().filter(|(_, l)| l.armed).map(|(i, _)| i).collect();
         drop(a);
-        if armed {
-            self.push(opcode::AsyncCancel::new(user_data(Kind::Accept, 0, 0)).build().user_data(user_data(
-                Kind::Cancel,
-                0,
-                0,
-            )));
+        for i in &armed {
+            let target = user_data(Kind::Accept, *i as u32, 0);
+            self.push(opcode::AsyncCancel::new(target).build().user_data(user_data(Kind::Cancel, 0, 0)));
+        }
+        if !armed.is_empty() {
             self.submit();
         }
-        queued
+    }
+
+    /// Sockets accepted but not yet handed out, without waiting.
+    pub(crate) fn take_accepted(&self) -> Vec<RawFd> {
+        self.accept.borrow_mut().queue.drain(..).collect()
     }
 }
 
