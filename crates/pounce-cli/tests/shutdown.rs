@@ -100,6 +100,59 @@ fn new_connections_get_503_after_their_head_while_draining() {
 }
 
 #[test]
+fn drain_new_connections_refuse_refuses_new_connects_and_answers_the_queue() {
+    let mut p = Pounce::start(&["demo", "--workers", "1", "--drain-new-connections", "refuse"]);
+    // Keeps the drain going while the test looks.
+    let slow = spawn_request(p.addr, "GET /sleep/2000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    thread::sleep(Duration::from_millis(200));
+    // Connections that reach the kernel before the signal while nothing can
+    // accept them: the process is stopped.
+    p.signal(libc::SIGSTOP);
+    let mut queued: Vec<Client> = (0..3)
+        .map(|_| {
+            let mut c = Client::connect(p.addr);
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+            c
+        })
+        .collect();
+    p.sigterm();
+    p.signal(libc::SIGCONT);
+    p.wait_log("Worker 1 draining", Duration::from_secs(5)).unwrap_or_else(|| panic!("{}", p.log_text()));
+    // From the drain on, a connect is refused: a balancer retries it elsewhere.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let refused = loop {
+        match std::net::TcpStream::connect_timeout(&p.addr, Duration::from_secs(1)) {
+            Err(e) => break e,
+            Ok(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Ok(_) => panic!("still accepting connections during the drain"),
+        }
+    };
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}");
+    // The queued ones got an answer, not a reset: the 503 if the drain found
+    // them in the kernel's queue, a 200 if the worker took them first (on
+    // resuming, the worker's pending accepts usually run before the signal
+    // is handled).
+    let mut answered_503 = 0;
+    for c in &mut queued {
+        let r = c.read_response(false).expect("answered, not reset");
+        match r.status {
+            503 => {
+                answered_503 += 1;
+                assert_eq!(r.header("retry-after"), Some("1"));
+                assert!(r.closes());
+            }
+            200 => {}
+            s => panic!("unexpected {s}"),
+        }
+    }
+    let r = slow.join().unwrap().expect("the in-flight request completes");
+    assert_eq!((r.status, r.closes()), (200, true));
+    assert_eq!(p.wait_exit(EXIT), Some(0));
+    let summary = p.wait_log("Drain finished", Duration::ZERO).unwrap();
+    assert!(summary.contains(&format!("{answered_503} connection(s) answered 503")), "{summary}");
+}
+
+#[test]
 fn health_goes_from_200_to_503_and_shutdown_delay_keeps_serving() {
     let mut p = Pounce::start(&["demo", "--health-check-path", "/health", "--shutdown-delay", "1.5"]);
     let r = get(p.addr, "/health");

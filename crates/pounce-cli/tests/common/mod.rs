@@ -3,6 +3,9 @@
 //! real signals, and always kill it (by pid) when the test ends.
 #![allow(dead_code)]
 
+pub mod load;
+pub mod procs;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -31,13 +34,27 @@ const SCRUB: &[&str] = &[
     "POUNCE_ACCESS_LOG",
     "POUNCE_LOG_LEVEL",
     "POUNCE_LOG_FORMAT",
+    "POUNCE_SCHED_POLICY",
+    "POUNCE_DRAIN_NEW_CONNECTIONS",
+    "POUNCE_PID_FILE",
+    "POUNCE_UPGRADE_TIMEOUT",
     "RUST_LOG",
     "NOTIFY_SOCKET",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "POUNCE_UPGRADE_FD",
+    "POUNCE_LISTEN_HELD",
 ];
 
 /// A `pounce` command with a clean environment.
 pub fn command(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
+    command_for(BIN, args)
+}
+
+/// `program` (pounce under another path) with a clean environment.
+pub fn command_for(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+    let mut c = Command::new(program);
     c.args(args);
     for v in SCRUB {
         c.env_remove(v);
@@ -129,7 +146,8 @@ impl Pounce {
         let line = p
             .wait_log("Listening on http://", Duration::from_secs(15))
             .unwrap_or_else(|| panic!("pounce did not start; log:\n{}", p.log_text()));
-        let addr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap();
+        let addr =
+            line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().trim_end_matches(',');
         let addr = addr.replace("localhost", "127.0.0.1");
         p.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}"));
         p

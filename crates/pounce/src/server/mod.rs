@@ -1,11 +1,11 @@
 //! The server: start-up, the executor pool, and the hand-off to the
 //! coordinator.
 //!
-//! [`Server::run`] does, in order: register for signals (so an early SIGTERM
-//! is queued, not fatal), raise RLIMIT_MEMLOCK, take over the listening
-//! sockets passed in (`LISTEN_FDS`: systemd socket activation or a hot
-//! upgrade) or else bind every worker's listener (failing fast if the port
-//! is taken), build the main thread's executor (which doubles as the io_uring
+//! [`Server::run`] does, in order: check the listening sockets passed in
+//! (`LISTEN_FDS`: systemd socket activation or a hot upgrade), register for
+//! signals (so an early SIGTERM is queued, not fatal), raise RLIMIT_MEMLOCK,
+//! serve the inherited sockets or else bind every worker's listener (failing
+//! fast if the port is taken), build the main thread's executor (which doubles as the io_uring
 //! availability probe), start the signal thread and one executor thread per
 //! worker, wait until each has started, then run the [`Coordinator`] until
 //! shutdown or handover is over. Any start-up failure is one log line and
@@ -123,9 +123,11 @@ impl<H: Handler> Server<H> {
         // What a successor will be started as: captured before anything else
         // can change it.
         let exec = Exec::capture();
+        // Before anything opens a descriptor: one that was not passed must
+        // still be free to be found "not open", not taken by our own.
+        let inherited = inherit::from_env()?;
         let signals = signal::install().map_err(|e| format!("cannot register signal handlers: {e}"))?;
         startup::ignore_sigpipe();
-        let inherited = inherit::from_env()?;
         if let Some(path) = &config.pid_file {
             pidfile::check(path)?;
         }

@@ -117,8 +117,15 @@ impl Coordinator {
                 Origin::Bound => String::new(),
                 _ => format!(" on {} inherited socket(s)", listeners.sockets.len()),
             };
+            // The pid file first: by the time anyone acts on this process's
+            // readiness (the log line, systemd, the predecessor), it names it.
+            if let Some(path) = &config.pid_file
+                && let Err(e) = pidfile::write(path, std::process::id())
+            {
+                log::error!("cannot write the pid file {}: {e}", path.display());
+            }
             log::info!("Listening on {} with {n} worker(s){inherited}", display_addrs(&config, &addrs));
-            announce_ready(&config, predecessor, &addrs, n);
+            announce_ready(predecessor, &addrs, n);
 
             // Running: until a signal, a handover or a worker death.
             loop {
@@ -261,15 +268,7 @@ impl Coordinator {
 /// The workers listen: tell whoever waits. A hot upgrade's predecessor
 /// learns it on its readiness socket and then tells systemd itself (it is
 /// the unit's main process until then); otherwise systemd gets `READY=1`.
-/// The pid file is written first, so it names this process by the time
-/// anyone acts on its readiness.
-fn announce_ready(config: &ServerConfig, predecessor: Option<OwnedFd>, addrs: &[SocketAddr], workers: usize) {
-    let me = std::process::id();
-    if let Some(path) = &config.pid_file {
-        if let Err(e) = pidfile::write(path, me) {
-            log::error!("cannot write the pid file {}: {e}", path.display());
-        }
-    }
+fn announce_ready(predecessor: Option<OwnedFd>, addrs: &[SocketAddr], workers: usize) {
     match predecessor {
         Some(fd) => {
             let mut sock = std::os::unix::net::UnixStream::from(fd);

@@ -1,0 +1,491 @@
+//! Hot upgrade (SIGUSR2 / SIGHUP): a successor started from the binary at the
+//! start-up path takes over the listening sockets, the old process drains and
+//! exits 0, and clients never notice. Real processes, signals and sockets; the
+//! test process is a child subreaper, so it collects every generation's exit
+//! code and can tell that exactly one pounce is left.
+
+mod common;
+
+use common::load::Load;
+use common::procs::{self, Reaper};
+use common::{BIN, Client, Pounce};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pounce-upgrade-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a pounce this test started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Puts `target` at `path` atomically (rename over it), as a deploy does.
+fn install_link(path: &Path, target: &Path) {
+    let tmp = path.with_extension("new");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Puts a (bash) script at `path` atomically.
+fn install_script(path: &Path, body: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, format!("#!/bin/bash\n{body}\n")).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A script standing in for a new binary that takes `secs` to start, then
+/// runs the real one (exec keeps the pid, so LISTEN_PID still matches). It
+/// stops promptly, leaving nothing behind, when told to stop meanwhile.
+fn slow_start_script(secs: f64) -> String {
+    format!("trap 'kill $!; exit 143' TERM\nsleep {secs} &\nwait $!\nexec {BIN} \"$@\"")
+}
+
+/// A pounce started from `dir/pounce` (a symlink to the real binary that a
+/// test can swap), with a pid file; returns it and the pid file's path.
+fn start_from_link(dir: &Path, extra: &[&str]) -> (Pounce, PathBuf) {
+    let link = dir.join("pounce");
+    install_link(&link, Path::new(BIN));
+    let pid_file = dir.join("pounce.pid");
+    let mut args = vec!["demo", "--pid-file", pid_file.to_str().unwrap(), "--port", "0", "--workers", "2"];
+    args.extend_from_slice(extra);
+    let p = Pounce::spawn(common::command_for(&link, &args));
+    (p, pid_file)
+}
+
+fn pid_in(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The pid in `Upgrade: started successor pid N` (the `nth` such line).
+fn started_successor(p: &Pounce, nth: usize) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found: Vec<i32> = p
+            .lines()
+            .iter()
+            .filter_map(|l| l.split("Upgrade: started successor pid ").nth(1))
+            .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+            .collect();
+        if let Some(&pid) = found.get(nth) {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no successor started; log:\n{}", p.log_text());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn three_upgrades_under_load_fail_no_request_and_leave_one_pounce() {
+    procs::become_subreaper();
+    let dir = tmpdir("load");
+    let pid_file = dir.join("pounce.pid");
+    let mut first = Pounce::start(&["demo", "--pid-file", pid_file.to_str().unwrap()]);
+    let mut reaper = Reaper::default();
+    reaper.track(first.pid());
+    let addr = first.addr;
+    assert_eq!(pid_in(&pid_file), Some(first.pid()), "the pid file names the serving process");
+
+    let load = Load::start(addr, 8, 4);
+    std::thread::sleep(Duration::from_millis(400));
+    // A slow request in flight on the first process across its handover.
+    let mut slow = Client::connect(addr);
+    slow.send(b"GET /sleep/1500 HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+
+    let mut serving = first.pid();
+    let mut replaced = Vec::new();
+    for _ in 0..3 {
+        signal(serving, libc::SIGUSR2);
+        let next = procs::pid_file_changes(&pid_file, Some(serving), Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no successor took over from {serving}; log:\n{}", first.log_text()));
+        reaper.track(next);
+        assert!(
+            first
+                .wait_log(
+                    &format!(
+                        "Upgrade: successor pid {next} is ready and serving; this process (pid {serving})"
+                    ),
+                    Duration::from_secs(5)
+                )
+                .is_some(),
+            "{}",
+            first.log_text()
+        );
+        replaced.push(serving);
+        serving = next;
+        std::thread::sleep(Duration::from_millis(800));
+    }
+    let tally = load.finish();
+
+    let r = slow.read_response(false).expect("the slow request completes on the old process");
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(r.closes(), "the old process's last response closes the connection: {}", r.head);
+
+    // Every replaced process drained and exited 0.
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0), "{}", first.log_text());
+    for &pid in &replaced[1..] {
+        assert_eq!(
+            procs::wait_exit(pid, Duration::from_secs(10)),
+            Some(0),
+            "pid {pid}; {}",
+            first.log_text()
+        );
+    }
+    // Exactly one pounce is left: the last successor, named by the pid file.
+    assert_eq!(procs::children(), vec![serving], "{}", first.log_text());
+    assert_eq!(pid_in(&pid_file), Some(serving));
+    assert!(
+        tally.failed == 0 && tally.ok > 300,
+        "{} ok, {} failed: {:#?}\nlog:\n{}",
+        tally.ok,
+        tally.failed,
+        tally.failures,
+        first.log_text()
+    );
+
+    signal(serving, libc::SIGTERM);
+    assert_eq!(procs::wait_exit(serving, Duration::from_secs(15)), Some(0));
+    assert!(!pid_file.exists(), "the last process removes the pid file that names it");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sighup_runs_the_binary_now_at_the_start_up_path() {
+    procs::become_subreaper();
+    let dir = tmpdir("newbin");
+    let (mut p, pid_file) = start_from_link(&dir, &[]);
+    let mut reaper = Reaper::default();
+    reaper.track(p.pid());
+    // The deploy: a new "binary" renamed over the path pounce started from.
+    let marker = dir.join("new-binary-ran");
+    install_script(&dir.join("pounce"), &format!("echo $$ > {}\nexec {BIN} \"$@\"", marker.display()));
+    p.signal(libc::SIGHUP);
+    let next = procs::pid_file_changes(&pid_file, Some(p.pid()), Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no takeover; log:\n{}", p.log_text()));
+    reaper.track(next);
+    let ran = std::fs::read_to_string(&marker).expect("the new binary ran");
+    assert_eq!(ran.trim(), next.to_string(), "the successor is the new binary's process");
+    assert!(p.log_text().contains("Received SIGHUP — starting a hot upgrade"), "{}", p.log_text());
+    assert_eq!(common::get(p.addr, "/").status, 200);
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log_text());
+    signal(next, libc::SIGTERM);
+    assert_eq!(procs::wait_exit(next, Duration::from_secs(15)), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failed_upgrade_leaves_the_old_process_serving() {
+    procs::become_subreaper();
+    let dir = tmpdir("fail");
+    let (mut p, pid_file) = start_from_link(&dir, &[]);
+    let mut reaper = Reaper::default();
+    reaper.track(p.pid());
+    let load = Load::start(p.addr, 4, 2);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // 1. The new binary exits at once.
+    install_script(&dir.join("pounce"), "echo 'successor: bad configuration' >&2\nexit 1");
+    p.signal(libc::SIGUSR2);
+    let line =
+        p.wait_log("Upgrade failed:", Duration::from_secs(10)).unwrap_or_else(|| panic!("{}", p.log_text()));
+    let pid = started_successor(&p, 0);
+    assert!(
+        line.contains(&format!("successor pid {pid} exited with status 1 before it was ready")),
+        "{line}"
+    );
+    assert!(line.contains("still serving") && line.contains("Check the binary at"), "{line}");
+    assert!(!procs::alive(pid), "the failed successor was reaped");
+
+    // 2. No binary at the path at all.
+    std::fs::remove_file(dir.join("pounce")).unwrap();
+    let before = p.lines().len();
+    p.signal(libc::SIGUSR2);
+    let line = p.wait_log_after(before, "Upgrade failed:", Duration::from_secs(10)).unwrap();
+    assert!(line.contains("cannot start") && line.contains("No such file or directory"), "{line}");
+
+    std::thread::sleep(Duration::from_millis(300));
+    let tally = load.finish();
+    assert!(tally.failed == 0 && tally.ok > 50, "{tally:?}\n{}", p.log_text());
+    assert_eq!(pid_in(&pid_file), Some(p.pid()), "the pid file still names the serving process");
+    assert_eq!(procs::children(), vec![p.pid()]);
+
+    // 3. Once the binary is back, the next upgrade works.
+    install_link(&dir.join("pounce"), Path::new(BIN));
+    p.signal(libc::SIGUSR2);
+    let next = procs::pid_file_changes(&pid_file, Some(p.pid()), Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("{}", p.log_text()));
+    reaper.track(next);
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log_text());
+    signal(next, libc::SIGTERM);
+    assert_eq!(procs::wait_exit(next, Duration::from_secs(15)), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_successor_not_ready_in_time_is_stopped_and_the_old_one_serves_on() {
+    procs::become_subreaper();
+    let dir = tmpdir("hung");
+    let (mut p, pid_file) = start_from_link(&dir, &["--upgrade-timeout", "1"]);
+    let mut reaper = Reaper::default();
+    reaper.track(p.pid());
+    install_script(&dir.join("pounce"), "exec sleep 30");
+    let t = Instant::now();
+    p.signal(libc::SIGUSR2);
+    let pid = started_successor(&p, 0);
+    reaper.track(pid);
+    let line =
+        p.wait_log("Upgrade failed:", Duration::from_secs(10)).unwrap_or_else(|| panic!("{}", p.log_text()));
+    assert!(t.elapsed() >= Duration::from_secs(1), "waited upgrade_timeout first");
+    assert!(
+        line.contains(&format!(
+            "successor pid {pid} was not ready within 1.0s (upgrade_timeout); stopped it"
+        )),
+        "{line}"
+    );
+    assert!(!procs::alive(pid), "the hung successor is gone");
+    assert_eq!(common::get(p.addr, "/").status, 200);
+    assert_eq!(pid_in(&pid_file), Some(p.pid()));
+    p.sigterm();
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log_text());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_second_sigusr2_during_an_upgrade_is_ignored() {
+    procs::become_subreaper();
+    let dir = tmpdir("twice");
+    let (mut p, pid_file) = start_from_link(&dir, &[]);
+    let mut reaper = Reaper::default();
+    reaper.track(p.pid());
+    install_script(&dir.join("pounce"), &slow_start_script(1.0));
+    p.signal(libc::SIGUSR2);
+    let pid = started_successor(&p, 0);
+    reaper.track(pid);
+    p.signal(libc::SIGUSR2);
+    let line = p
+        .wait_log("during the upgrade already under way", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("{}", p.log_text()));
+    assert!(
+        line.contains(&format!(
+            "Received SIGUSR2 during the upgrade already under way (successor pid {pid}) — ignored"
+        )),
+        "{line}"
+    );
+    let next = procs::pid_file_changes(&pid_file, Some(p.pid()), Duration::from_secs(20)).unwrap();
+    assert_eq!(next, pid);
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log_text());
+    assert_eq!(procs::children(), vec![pid], "one successor, not two");
+    signal(pid, libc::SIGTERM);
+    assert_eq!(procs::wait_exit(pid, Duration::from_secs(15)), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigterm_during_an_upgrade_shuts_down_cleanly_and_leaves_no_orphan() {
+    procs::become_subreaper();
+    let dir = tmpdir("term");
+    let (mut p, pid_file) = start_from_link(&dir, &[]);
+    let mut reaper = Reaper::default();
+    reaper.track(p.pid());
+    install_script(&dir.join("pounce"), &slow_start_script(3.0));
+    p.signal(libc::SIGUSR2);
+    let pid = started_successor(&p, 0);
+    reaper.track(pid);
+    p.sigterm();
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log_text());
+    let log = p.log_text();
+    assert!(
+        log.contains(&format!(
+            "Upgrade: stopping successor pid {pid}, which is not ready yet: this process is shutting down"
+        )),
+        "{log}"
+    );
+    assert!(log.contains(&format!("Upgrade: successor pid {pid} is gone")), "{log}");
+    assert!(!procs::alive(pid), "no orphan: the successor is gone before the old process exits");
+    assert!(procs::children().is_empty(), "{:?}", procs::children());
+    assert!(!pid_file.exists(), "the pid file named the process that exited: removed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn systemd_follows_the_successor_as_main_pid() {
+    use std::os::unix::net::UnixDatagram;
+    procs::become_subreaper();
+    let dir = tmpdir("notify");
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut p = Pounce::start_with(&["demo"], &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
+    let mut reaper = Reaper::default();
+    reaper.track(p.pid());
+    let mut got: Vec<String> = Vec::new();
+    let mut recv_until = |pred: &dyn Fn(&str) -> bool, within: Duration| -> Option<String> {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 1024];
+        while Instant::now() < deadline {
+            if let Ok(n) = sock.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                got.push(msg.clone());
+                if pred(&msg) {
+                    return Some(msg);
+                }
+            }
+        }
+        None
+    };
+    recv_until(&|m| m.lines().any(|l| l == "READY=1"), Duration::from_secs(10)).expect("READY=1");
+    p.signal(libc::SIGUSR2);
+    let reloading = recv_until(&|m| m.contains("RELOADING=1"), Duration::from_secs(10)).expect("RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    let msg = recv_until(&|m| m.contains("MAINPID="), Duration::from_secs(20)).expect("MAINPID=");
+    let main: i32 = msg.lines().find_map(|l| l.strip_prefix("MAINPID=")).unwrap().parse().unwrap();
+    reaper.track(main);
+    assert!(msg.lines().any(|l| l == "READY=1"), "MAINPID and READY=1 in one message: {msg:?}");
+    assert_ne!(main, p.pid());
+    assert_eq!(started_successor(&p, 0), main);
+    // The old process drains silently: no STOPPING=1 or STATUS from it.
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log_text());
+    let after = recv_until(&|_| true, Duration::from_millis(600));
+    assert_eq!(after, None, "the replaced process must not notify after MAINPID: {got:?}");
+    // The successor is the service now: its shutdown is told.
+    signal(main, libc::SIGTERM);
+    recv_until(&|m| m.lines().any(|l| l == "STOPPING=1"), Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("STOPPING=1 from the successor: {got:?}"));
+    assert_eq!(procs::wait_exit(main, Duration::from_secs(15)), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn as_pid_1_the_old_process_stays_up_as_init_and_exits_with_the_successor() {
+    // A container's init: unshare gives pounce PID 1 in a new PID namespace.
+    let probe = std::process::Command::new("unshare").args(["-pf", "--mount-proc", "true"]).output();
+    match probe {
+        Ok(o) if o.status.success() => {}
+        other => panic!("this test needs `unshare -pf` (util-linux, as root): {other:?}"),
+    }
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-pf", "--mount-proc", BIN, "demo", "--port", "0", "--workers", "2"]);
+    for v in ["POUNCE_PORT", "POUNCE_WORKERS", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID"] {
+        cmd.env_remove(v);
+    }
+    let mut p = Pounce::spawn(cmd);
+    // pounce is unshare's child; PID 1 inside, this pid outside.
+    let inner = std::fs::read_to_string(format!("/proc/{}/task/{}/children", p.pid(), p.pid()))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .expect("unshare's child")
+        .parse::<i32>()
+        .unwrap();
+    let load = Load::start(p.addr, 4, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(inner, libc::SIGUSR2);
+    p.wait_log("Running as PID 1: staying up as init for pid", Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("{}", p.log_text()));
+    std::thread::sleep(Duration::from_millis(500));
+    let tally = load.finish();
+    assert!(tally.failed == 0 && tally.ok > 50, "{tally:?}\n{}", p.log_text());
+    assert!(procs::alive(inner), "PID 1 must not exit while its successor serves");
+    assert_eq!(common::get(p.addr, "/").status, 200);
+    // `docker stop`: SIGTERM to PID 1, forwarded to the successor, whose
+    // clean exit is the container's.
+    signal(inner, libc::SIGTERM);
+    assert_eq!(p.wait_exit(Duration::from_secs(20)), Some(0), "{}", p.log_text());
+    let log = p.log_text();
+    assert!(log.contains("Received SIGTERM — forwarded to the successor"), "{log}");
+    assert!(log.contains("exiting with its status"), "{log}");
+}
+
+#[test]
+fn a_successor_with_another_worker_count_serves_every_inherited_socket() {
+    procs::become_subreaper();
+    let dir = tmpdir("workers");
+    let link = dir.join("pounce");
+    install_link(&link, Path::new(BIN));
+    let pid_file = dir.join("pounce.pid");
+    // Two workers: two sockets in the reuseport group, each with its own
+    // accept queue, and connections hashed across both.
+    let mut cmd =
+        common::command_for(&link, &["demo", "--port", "0", "--pid-file", pid_file.to_str().unwrap()]);
+    cmd.env("POUNCE_WORKERS", "2");
+    let mut p = Pounce::spawn(cmd);
+    let mut reaper = Reaper::default();
+    reaper.track(p.pid());
+    let mut serving = p.pid();
+    for workers in ["1", "3"] {
+        // Keeps argv[0], so that the next upgrade runs this path again.
+        install_script(&link, &format!("export POUNCE_WORKERS={workers}\nexec -a \"$0\" {BIN} \"$@\""));
+        let before = p.lines().len();
+        signal(serving, libc::SIGUSR2);
+        let next = procs::pid_file_changes(&pid_file, Some(serving), Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{}", p.log_text()));
+        reaper.track(next);
+        let line = p.wait_log_after(before, "on 2 inherited socket(s)", Duration::from_secs(5)).unwrap();
+        assert!(line.contains(&format!("with {workers} worker(s) on 2 inherited socket(s)")), "{line}");
+        if serving == p.pid() {
+            assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0));
+        } else {
+            assert_eq!(procs::wait_exit(serving, Duration::from_secs(10)), Some(0));
+        }
+        serving = next;
+        // Fresh connections land on both sockets: every one is answered.
+        for i in 0..40 {
+            let mut c = Client::connect(p.addr);
+            c.stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            c.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            let r = c
+                .read_response(false)
+                .unwrap_or_else(|| panic!("connection {i} unanswered with {workers} worker(s)"));
+            assert_eq!(r.status, 200);
+        }
+    }
+    signal(serving, libc::SIGTERM);
+    assert_eq!(procs::wait_exit(serving, Duration::from_secs(15)), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn health_stays_ok_while_the_old_process_drains_after_handing_over() {
+    procs::become_subreaper();
+    let mut p = Pounce::start(&["demo", "--health-check-path", "/health"]);
+    let mut reaper = Reaper::default();
+    reaper.track(p.pid());
+    let mut c = Client::connect(p.addr);
+    assert_eq!(c.get("/health").status, 200);
+    p.signal(libc::SIGUSR2);
+    let next = started_successor(&p, 0);
+    reaper.track(next);
+    p.wait_log("is ready and serving", Duration::from_secs(20)).unwrap_or_else(|| panic!("{}", p.log_text()));
+    // A probe on a connection the old process still holds: the service is up
+    // (the successor serves the port), so not 503; the connection closes.
+    let r = c.get("/health");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().starts_with(r#"{"status":"ok""#), "{}", r.text());
+    assert!(r.closes());
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0));
+    signal(next, libc::SIGTERM);
+    assert_eq!(procs::wait_exit(next, Duration::from_secs(15)), Some(0));
+}
+
+#[test]
+fn a_pid_file_that_cannot_be_written_is_a_clear_error_before_binding() {
+    let out = common::output_within(
+        common::command(&["demo", "--port", "0", "--pid-file", "/nonexistent-dir/pounce.pid"]),
+        Duration::from_secs(10),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot write the pid file /nonexistent-dir/pounce.pid: its directory does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("Listening"), "{err}");
+}
