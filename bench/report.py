@@ -418,8 +418,14 @@ def main() -> int:
     md.append("")
     md.extend(per_round_table(by_round, rows))
     md.append("")
+    # Sections other harnesses keep in the same file (bench/upgrade.py's,
+    # between `<!-- kept: NAME -->` markers) survive a regeneration.
+    kept = []
+    if os.path.exists(a.md):
+        old = open(a.md).read()
+        kept = [m.group(0) for m in re.finditer(r"<!-- kept: ([\w-]+) -->.*?<!-- /kept: \1 -->", old, re.S)]
     with open(a.md, "w") as f:
-        f.write("\n".join(md))
+        f.write("\n".join(md + [k + "\n" for k in kept]))
 
     return 1 if missing else 0
 

@@ -209,7 +209,9 @@ fn assert_pounce_reads(file: &str, env: &BTreeMap<String, String>) {
                     "{file}: {name} is not a pounce setting"
                 );
                 let mut cmd = common::command(&["demo", "--port", "0", "--workers", "1"]);
-                cmd.env(name, "not-a-value");
+                // Any string is a path: a directory is what a pid file cannot be.
+                let bad = if name == "POUNCE_PID_FILE" { "/tmp/" } else { "not-a-value" };
+                cmd.env(name, bad);
                 let r = run_limited(cmd, Duration::from_secs(5)).unwrap_or_else(|| {
                     panic!("{file}: {name} is not read by pounce (it started with {name}=not-a-value)")
                 });
@@ -693,7 +695,7 @@ fn unit_one<'a>(s: &'a [(String, String)], key: &str) -> &'a str {
 }
 
 fn systemd_unit() -> (Vec<(String, String)>, Deployment) {
-    let s = unit_settings(&read("deploy/pounce.service"));
+    let s = unit_settings(&read("deploy/systemd/pounce.service"));
     let mut env = BTreeMap::new();
     for line in unit_get(&s, "Environment") {
         for pair in line.split_whitespace() {
@@ -701,10 +703,21 @@ fn systemd_unit() -> (Vec<(String, String)>, Deployment) {
             env.insert(k.to_string(), v.to_string());
         }
     }
+    // RuntimeDirectory=NAME: systemd creates /run/NAME for the service; a
+    // test stands in a directory of its own.
+    if let Some(name) = unit_get(&s, "RuntimeDirectory").first() {
+        let stand_in = std::env::temp_dir().join(format!("pounce-runtime-{}", std::process::id()));
+        std::fs::create_dir_all(&stand_in).unwrap();
+        for v in env.values_mut() {
+            if let Some(rest) = v.strip_prefix(&format!("/run/{name}/")) {
+                *v = stand_in.join(rest).to_string_lossy().into_owned();
+            }
+        }
+    }
     let exec: Vec<String> = unit_one(&s, "ExecStart").split_whitespace().map(String::from).collect();
     assert!(exec[0].starts_with('/') && exec[0].ends_with("/pounce"), "{exec:?}");
     let d = Deployment {
-        file: "deploy/pounce.service",
+        file: "deploy/systemd/pounce.service",
         env,
         args: exec[1..].to_vec(),
         health_cmd: vec!["pounce".into(), "healthcheck".into()],
@@ -766,16 +779,19 @@ fn systemd_analyze_verify_accepts_the_unit() {
     let dir = std::env::temp_dir().join(format!("pounce-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let unit = dir.join("pounce.service");
-    let text = read("deploy/pounce.service");
+    let text = read("deploy/systemd/pounce.service");
     let exec = text.lines().find(|l| l.starts_with("ExecStart=")).expect("ExecStart");
     let path = exec["ExecStart=".len()..].split_whitespace().next().unwrap();
     std::fs::write(&unit, text.replacen(&format!("ExecStart={path}"), &format!("ExecStart={BIN}"), 1))
         .unwrap();
+    let socket = dir.join("pounce.socket");
+    std::fs::write(&socket, read("deploy/systemd/pounce.socket")).unwrap();
 
     let mut cmd = Command::new("systemd-analyze");
-    cmd.arg("verify").arg(&unit);
+    cmd.arg("verify").arg(&unit).arg(&socket);
     let r = run(cmd, Duration::from_secs(60));
-    let complaints: Vec<&str> = r.stderr.lines().filter(|l| l.contains("pounce.service")).collect();
+    let complaints: Vec<&str> =
+        r.stderr.lines().filter(|l| l.contains("pounce.service") || l.contains("pounce.socket")).collect();
     assert!(r.code == 0 && complaints.is_empty(), "systemd-analyze verify (exit {}):\n{}", r.code, r.stderr);
 
     // The hardening is real: systemd's own exposure score (0 is best, "OK"
@@ -838,6 +854,131 @@ fn systemd_unit_command_notifies_ready_and_stopping() {
     recv_until("STOPPING=1");
     let b = budget(&d.env);
     assert_eq!(p.wait_exit(Duration::from_secs_f64(b.delay + 15.0)), Some(0), "{}", p.log_text());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `pounce.socket` + `pounce.service` as systemd drives them, systemd's part
+/// played by the test: it holds the socket the socket unit describes and
+/// passes it as systemd does (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`),
+/// listens on `NOTIFY_SOCKET`, sends `ExecReload`'s signal to the main pid
+/// (`systemctl reload`) and follows `MAINPID=`, then stops the main pid and
+/// starts a new one on the same socket (`systemctl restart`). Under load,
+/// neither drops a request.
+#[test]
+fn systemd_socket_unit_reload_and_restart_drop_nothing() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixDatagram;
+    use std::os::unix::process::CommandExt;
+    let sock_unit = unit_settings(&read("deploy/systemd/pounce.socket"));
+    assert_eq!(unit_one(&sock_unit, "Accept"), "no", "one service for the socket, not one per connection");
+    let fdname = unit_one(&sock_unit, "FileDescriptorName").to_string();
+    let backlog: i32 = unit_one(&sock_unit, "Backlog").parse().unwrap();
+    assert!(backlog >= 1024, "room for connections that wait during a restart: {backlog}");
+    assert!(!unit_get(&sock_unit, "ListenStream").is_empty());
+    let (s, d) = systemd_unit();
+    let reload: Vec<&str> = unit_one(&s, "ExecReload").split_whitespace().collect();
+    assert_eq!(reload.first().copied(), Some("/bin/kill"), "{reload:?}");
+    assert_eq!(reload.last().copied(), Some("$MAINPID"), "{reload:?}");
+    let sig = match reload[1] {
+        "-USR2" | "-SIGUSR2" => libc::SIGUSR2,
+        "-HUP" | "-SIGHUP" => libc::SIGHUP,
+        other => panic!("ExecReload sends {other}, which is not pounce's upgrade signal"),
+    };
+    assert_eq!(unit_one(&s, "NotifyAccess"), "main");
+
+    // The socket, as systemd would hold it (loopback, a port of the OS's).
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: listen(2) again on our own socket sets the unit's backlog.
+    assert_eq!(unsafe { libc::listen(held.as_raw_fd(), backlog) }, 0);
+    let addr = held.local_addr().unwrap();
+    let fd = held.as_raw_fd();
+    let dir = std::env::temp_dir().join(format!("pounce-sdsock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let notify_path = dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut heard: Vec<String> = Vec::new();
+    let mut hear = |pred: &dyn Fn(&str) -> bool| -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 1024];
+        while Instant::now() < deadline {
+            if let Ok(n) = notify.recv(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                heard.push(m.clone());
+                if pred(&m) {
+                    return m;
+                }
+            }
+        }
+        panic!("not heard; got {heard:?}");
+    };
+    let start = || {
+        // ExecStart, with LISTEN_PID set to the process's own pid.
+        let mut args = vec!["-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", BIN];
+        args.extend(d.args.iter().map(String::as_str));
+        let mut cmd = common::command_for("sh", &args);
+        cmd.envs(&d.env)
+            .env("LISTEN_FDS", "1")
+            .env("LISTEN_FDNAMES", &fdname)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("POUNCE_WORKERS", "2");
+        // SAFETY: dup2/fcntl between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0);
+                } else if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Pounce::spawn(cmd)
+    };
+    let is = |want: &'static str| move |m: &str| m.lines().any(|l| l == want);
+
+    let mut p = start();
+    assert_eq!(p.addr, addr, "POUNCE_HOST/POUNCE_PORT give way to the passed socket");
+    let line = p.wait_log("Serving 1 listening socket(s)", Duration::from_secs(1)).unwrap();
+    assert!(line.contains(&format!("({fdname})")), "{line}");
+    hear(&is("READY=1"));
+    let load = common::load::Load::start(addr, 6, 3);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // systemctl reload: ExecReload's signal to $MAINPID.
+    // SAFETY: kill(2) on the pounce this test started.
+    unsafe { libc::kill(p.pid(), sig) };
+    hear(&is("RELOADING=1"));
+    let m = hear(&|m: &str| m.contains("MAINPID="));
+    assert!(m.lines().any(|l| l == "READY=1"), "{m}");
+    let main: i32 = m.lines().find_map(|l| l.strip_prefix("MAINPID=")).unwrap().parse().unwrap();
+    assert_eq!(p.wait_exit(Duration::from_secs(15)), Some(0), "{}", p.log_text());
+    std::thread::sleep(Duration::from_millis(300));
+
+    // systemctl restart: SIGTERM to the main pid, then a new ExecStart on
+    // the same socket. (The successor is the old process's child, now
+    // reparented: this test collects it by pid.)
+    // SAFETY: kill(2) on the successor of the pounce this test started.
+    unsafe { libc::kill(main, libc::SIGTERM) };
+    hear(&is("STOPPING=1"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::path::Path::new(&format!("/proc/{main}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!std::path::Path::new(&format!("/proc/{main}")).exists(), "the old main process exits");
+    let mut p = start();
+    hear(&is("READY=1"));
+    std::thread::sleep(Duration::from_millis(300));
+    let tally = load.finish();
+    assert!(
+        tally.failed == 0 && tally.ok > 100,
+        "{} ok, {} failed: {:#?}",
+        tally.ok,
+        tally.failed,
+        tally.failures
+    );
+    p.sigterm();
+    assert_eq!(p.wait_exit(Duration::from_secs(15)), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -363,45 +363,69 @@ fn systemd_follows_the_successor_as_main_pid() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn as_pid_1_the_old_process_stays_up_as_init_and_exits_with_the_successor() {
-    // A container's init: unshare gives pounce PID 1 in a new PID namespace.
+/// The first child of `pid`.
+fn child_of(pid: i32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(k) = kids.split_whitespace().next() {
+            return k.parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "{pid} has no child");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// pounce in a new PID namespace, as in a container: PID 1 itself, or the
+/// child of `init` (tini, as `docker run --init` runs it). Hot upgrade under
+/// load, then `docker stop`'s SIGTERM to PID 1.
+fn upgrade_in_a_container(init: &[&str], stays: &str) {
     let probe = std::process::Command::new("unshare").args(["-pf", "--mount-proc", "true"]).output();
     match probe {
         Ok(o) if o.status.success() => {}
         other => panic!("this test needs `unshare -pf` (util-linux, as root): {other:?}"),
     }
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["-pf", "--mount-proc", BIN, "demo", "--port", "0", "--workers", "2"]);
-    for v in ["POUNCE_PORT", "POUNCE_WORKERS", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID"] {
-        cmd.env_remove(v);
-    }
-    let mut p = Pounce::spawn(cmd);
-    // pounce is unshare's child; PID 1 inside, this pid outside.
-    let inner = std::fs::read_to_string(format!("/proc/{}/task/{}/children", p.pid(), p.pid()))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .expect("unshare's child")
-        .parse::<i32>()
-        .unwrap();
+    let mut args = vec!["-pf", "--mount-proc"];
+    args.extend_from_slice(init);
+    args.extend([BIN, "demo", "--port", "0", "--workers", "2"]);
+    let mut p = Pounce::spawn(common::command_for("unshare", &args));
+    // unshare's child is PID 1 inside; pounce is it, or its child.
+    let pid1 = child_of(p.pid());
+    let pounce = if init.is_empty() { pid1 } else { child_of(pid1) };
     let load = Load::start(p.addr, 4, 2);
     std::thread::sleep(Duration::from_millis(300));
-    signal(inner, libc::SIGUSR2);
-    p.wait_log("Running as PID 1: staying up as init for pid", Duration::from_secs(20))
+    signal(pounce, libc::SIGUSR2);
+    p.wait_log(&format!("{stays}: staying up as init for pid"), Duration::from_secs(20))
         .unwrap_or_else(|| panic!("{}", p.log_text()));
     std::thread::sleep(Duration::from_millis(500));
     let tally = load.finish();
     assert!(tally.failed == 0 && tally.ok > 50, "{tally:?}\n{}", p.log_text());
-    assert!(procs::alive(inner), "PID 1 must not exit while its successor serves");
+    assert!(
+        procs::alive(pounce) && procs::alive(pid1),
+        "the container must not stop while the successor serves"
+    );
     assert_eq!(common::get(p.addr, "/").status, 200);
-    // `docker stop`: SIGTERM to PID 1, forwarded to the successor, whose
-    // clean exit is the container's.
-    signal(inner, libc::SIGTERM);
+    // `docker stop`: SIGTERM to PID 1, passed on to the serving process,
+    // whose clean exit becomes the container's.
+    signal(pid1, libc::SIGTERM);
     assert_eq!(p.wait_exit(Duration::from_secs(20)), Some(0), "{}", p.log_text());
     let log = p.log_text();
     assert!(log.contains("Received SIGTERM — forwarded to the successor"), "{log}");
-    assert!(log.contains("exiting with its status"), "{log}");
+    assert!(log.contains("exited with status 0; exiting with its status"), "{log}");
+}
+
+#[test]
+fn as_pid_1_the_old_process_stays_up_as_init_and_exits_with_the_successor() {
+    upgrade_in_a_container(&[], "Running as PID 1");
+}
+
+#[test]
+fn under_tini_the_old_process_stays_up_so_the_container_does_not_stop() {
+    assert!(
+        std::path::Path::new("/usr/bin/tini").exists(),
+        "this test needs tini (apt-get install tini), the init `docker run --init` uses"
+    );
+    upgrade_in_a_container(&["/usr/bin/tini", "--"], "Running under a container init");
 }
 
 #[test]

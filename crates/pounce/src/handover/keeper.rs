@@ -1,17 +1,22 @@
-//! PID 1 after a hot upgrade: stay alive as the successor's init.
+//! A container's init must outlive the handover: stay up as the successor's
+//! keeper.
 //!
 //! In a container pounce is often PID 1, and when PID 1 exits the kernel
 //! kills every other process of its PID namespace: an old pounce that exits
 //! after handing over would take its successor, and the container, down with
-//! it. So a PID-1 pounce that has handed over does not exit after its drain.
-//! From the handover on it forwards every signal it gets (SIGTERM from
-//! `docker stop`, SIGUSR2 for the next upgrade) to the process that serves,
-//! reaps whatever is reparented to it, and exits only when the serving
+//! it. Under a minimal init (`docker run --init`'s tini, dumb-init,
+//! catatonit) the same happens one step later: the init exits as soon as its
+//! one child, the old pounce, does. So in both cases a pounce that has handed
+//! over does not exit after its drain. From the handover on it forwards every
+//! signal it gets (SIGTERM from `docker stop`, SIGUSR2 for the next upgrade)
+//! to the process that serves, reaps whatever is reparented to it (it is a
+//! child subreaper when it is not PID 1), and exits only when the serving
 //! process exits for good, with that process's status, so the container's
 //! exit code is still pounce's.
 //!
 //! When the serving process hands over in turn and exits, its successor is
-//! reparented to PID 1; the keeper finds it among its children and follows it.
+//! reparented to the keeper, which finds it among its children and follows
+//! it.
 
 use super::successor::Ended;
 use crate::exit::ExitStatus;
@@ -21,9 +26,29 @@ use std::sync::atomic::{AtomicI32, Ordering};
 /// The process signals are forwarded to; 0 while this process serves.
 static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
 
-/// Whether this process is PID 1 of its namespace (a container's init).
-pub(crate) fn is_init() -> bool {
-    std::process::id() == 1
+/// Minimal container inits that exit when their child does.
+const CONTAINER_INITS: [&str; 5] = ["tini", "docker-init", "dumb-init", "catatonit", "podman-init"];
+
+/// Whether this process must outlive a handover: it is PID 1 of its
+/// namespace (a container's init), or the one child of a minimal container
+/// init that would exit with it.
+pub(crate) fn must_stay() -> bool {
+    if std::process::id() == 1 {
+        return true;
+    }
+    // SAFETY: getppid(2) cannot fail.
+    let parent_is_init = unsafe { libc::getppid() } == 1;
+    parent_is_init
+        && std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| CONTAINER_INITS.contains(&c.trim()))
+}
+
+/// Makes this process the reaper of its orphaned descendants, so that a
+/// successor's own successor is reparented here. (PID 1 already is.)
+pub(crate) fn become_subreaper() {
+    if std::process::id() != 1 {
+        // SAFETY: prctl(2) with an integer argument.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
 }
 
 /// From now on, signals go to `pid` (see [`forward`]).
@@ -47,8 +72,9 @@ pub(crate) fn forward(sig: i32) -> bool {
 pub(crate) fn run(successor: i32) -> ExitStatus {
     let mut current = successor;
     forward_to(current);
+    let role = if std::process::id() == 1 { "Running as PID 1" } else { "Running under a container init" };
     log::info!(
-        "Running as PID 1: staying up as init for pid {current} (signals are forwarded to it; \
+        "{role}: staying up as init for pid {current} (signals are forwarded to it; \
          the container exits with its status)"
     );
     loop {
@@ -59,7 +85,7 @@ pub(crate) fn run(successor: i32) -> ExitStatus {
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            log::error!("PID 1: no process left to wait for; exiting");
+            log::error!("Keeper: no process left to wait for; exiting");
             return ExitStatus::Fatal;
         }
         if pid != current {
@@ -67,12 +93,12 @@ pub(crate) fn run(successor: i32) -> ExitStatus {
         }
         let ended = Ended::from_status(status);
         if let Some(next) = children().into_iter().max() {
-            log::info!("PID 1: pid {current} {ended}; pid {next} serves now");
+            log::info!("Keeper: pid {current} {ended}; pid {next} serves now");
             current = next;
             forward_to(current);
             continue;
         }
-        log::info!("PID 1: pid {current} {ended}; exiting with its status");
+        log::info!("Keeper: pid {current} {ended}; exiting with its status");
         return match ended {
             Ended::Exited(0) => ExitStatus::Clean,
             Ended::Exited(2) => ExitStatus::Usage,

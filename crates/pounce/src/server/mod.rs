@@ -112,7 +112,7 @@ impl<H: Handler> Server<H> {
         }
         match finish.successor {
             // A container's init must outlive the handover (handover::keeper).
-            Some(pid) if keeper::is_init() => keeper::run(pid),
+            Some(pid) if keeper::must_stay() => keeper::run(pid),
             _ => finish.status,
         }
     }

@@ -288,8 +288,8 @@ fn announce_ready(predecessor: Option<OwnedFd>, addrs: &[SocketAddr], workers: u
 }
 
 /// The successor serves: systemd follows it as the main process, health
-/// keeps answering ok through this drain, and a PID-1 process forwards its
-/// signals to the successor from now on.
+/// keeps answering ok through this drain, and a container's init forwards
+/// its signals to the successor from now on (`handover::keeper`).
 fn hand_over(shared: &Shared, pid: i32, addrs: &[SocketAddr]) {
     let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
     log::info!(
@@ -303,7 +303,8 @@ fn hand_over(shared: &Shared, pid: i32, addrs: &[SocketAddr]) {
         std::process::id()
     ));
     notify::stop();
-    if keeper::is_init() {
+    if keeper::must_stay() {
+        keeper::become_subreaper();
         keeper::forward_to(pid);
     }
 }
