@@ -48,6 +48,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from drain import read_response  # noqa: E402  (one HTTP/1.1 response reader for the harnesses)
+
 BODY = b"x" * 1024
 MARK_BEGIN = "<!-- kept: upgrade -->"
 MARK_END = "<!-- /kept: upgrade -->"
@@ -67,38 +70,12 @@ class Tally:
         self.fail_times.append(at)
 
 
-async def read_response(reader):
-    line = await reader.readline()
-    if not line:
-        raise EOFError
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", line)
-    if not m:
-        raise ValueError(f"bad status line {line!r}")
-    status = int(m.group(1))
-    headers = {}
-    while True:
-        h = await reader.readline()
-        if not h:
-            raise EOFError
-        if h in (b"\r\n", b"\n"):
-            break
-        k, _, v = h.decode("latin-1").partition(":")
-        headers[k.strip().lower()] = v.strip()
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        while True:
-            size = int((await reader.readline()).split(b";")[0], 16)
-            await reader.readexactly(size + 2)
-            if size == 0:
-                break
-    elif "content-length" in headers:
-        await reader.readexactly(int(headers["content-length"]))
-    return status, headers.get("connection", "").lower() == "close"
-
-
 async def request(reader, writer, req, timeout):
+    """Sends `req`, reads the whole response: (status, whether it closes)."""
     writer.write(req)
     await writer.drain()
-    return await asyncio.wait_for(read_response(reader), timeout)
+    status, _, close = await asyncio.wait_for(read_response(reader), timeout)
+    return status, close
 
 
 def classify(e):
@@ -478,16 +455,46 @@ def report(results, args, meta):
     return "\n".join(out)
 
 
-def write_md(path, section):
+def write_md(path, section, begin=MARK_BEGIN, end=MARK_END):
+    """Replaces the block between `begin` and `end` in `path`, or appends it."""
     old = open(path).read() if os.path.exists(path) else ""
-    if MARK_BEGIN in old and MARK_END in old:
-        a = old.index(MARK_BEGIN)
-        b = old.index(MARK_END) + len(MARK_END)
+    if begin in old and end in old:
+        a = old.index(begin)
+        b = old.index(end) + len(end)
         new = old[:a] + section + old[b:]
     else:
         new = old.rstrip("\n") + "\n\n" + section + "\n"
     with open(path, "w") as f:
         f.write(new)
+
+
+def run_rounds(names, rounds, run_one, describe):
+    """Runs `run_one(name, tmpdir)` (a coroutine) for every name, `rounds` times,
+    alternating the order from one round to the next; a run that fails is
+    reported with its server logs and left out. Returns ({name: [result]}, ok)."""
+    results, ok = {n: [] for n in names}, True
+    for rnd in range(1, rounds + 1):
+        for name in (names if rnd % 2 else list(reversed(names))):
+            with tempfile.TemporaryDirectory(prefix=f"pounce-bench-{name}-") as tmp:
+                try:
+                    r = asyncio.run(run_one(name, tmp))
+                except Exception as e:  # noqa: BLE001
+                    ok = False
+                    print(f"round {rnd} {name}: FAILED TO RUN: {e}", file=sys.stderr)
+                    for f in os.listdir(tmp):
+                        if f.endswith(".log"):
+                            print(open(os.path.join(tmp, f)).read()[-2000:], file=sys.stderr)
+                    continue
+            results[name].append(r)
+            print(f"round {rnd} {name:15} {describe(r)}", flush=True)
+    return results, ok
+
+
+def run_meta(**tools):
+    """Date, machine and commit for a report, plus the tools' versions."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "?"
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "commit": commit, **tools}
 
 
 def machine():
@@ -531,31 +538,15 @@ def main():
     except (ValueError, OSError):
         pass
 
-    results = {s: [] for s in args.scenarios}
-    ok = True
-    for rnd in range(1, args.rounds + 1):
-        order = args.scenarios if rnd % 2 else list(reversed(args.scenarios))
-        for name in order:
-            with tempfile.TemporaryDirectory(prefix="pounce-upgrade-bench-") as tmp:
-                try:
-                    r = asyncio.run(run_scenario(name, args, tmp))
-                except Exception as e:  # noqa: BLE001
-                    ok = False
-                    print(f"round {rnd} {name}: FAILED TO RUN: {e}", file=sys.stderr)
-                    for f in os.listdir(tmp):
-                        if f.endswith(".log"):
-                            print(open(os.path.join(tmp, f)).read()[-2000:], file=sys.stderr)
-                    continue
-            results[name].append(r)
-            print(f"round {rnd} {name:15} {r['requests']:>7} requests, {r['failed']:>4} failed {r['failures'] or ''}; "
-                  f"p99 steady {r['steady_p99_ms']:.2f} ms, handover {r['handover_p99_ms']:.2f} ms "
-                  f"(max {r['handover_max_ms']:.1f}); restarts took {r['restart_s']}", flush=True)
+    def describe(r):
+        return (f"{r['requests']:>7} requests, {r['failed']:>4} failed {r['failures'] or ''}; "
+                f"p99 steady {r['steady_p99_ms']:.2f} ms, handover {r['handover_p99_ms']:.2f} ms "
+                f"(max {r['handover_max_ms']:.1f}); restarts took {r['restart_s']}")
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "?"
+    results, ok = run_rounds(args.scenarios, args.rounds, lambda name, tmp: run_scenario(name, args, tmp), describe)
     nginx_v = subprocess.run([args.nginx, "-v"], capture_output=True, text=True).stderr.strip().replace("nginx version: ", "") \
         if os.access(args.nginx, os.X_OK) else "no nginx"
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(), "commit": commit, "nginx": nginx_v}
+    meta = run_meta(nginx=nginx_v)
     section = report(results, args, meta)
     print()
     print(section)

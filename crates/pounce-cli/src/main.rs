@@ -21,10 +21,11 @@ fn main() -> ExitCode {
         .arg(Arg::new("app").value_name("APP").required(true).help("What to serve: demo, or static:<DIR>"))
         .subcommand(pounce::healthcheck::command())
         .subcommand_negates_reqs(true)
-        .after_help(
-            "Exit codes: 0 drained cleanly, 1 fatal error, 2 invalid arguments, 3 forced shutdown.\n\
+        .after_help(format!(
+            "{}\n\nExit codes: 0 drained cleanly, 1 fatal error, 2 invalid arguments, 3 forced shutdown.\n\
              `pounce healthcheck --help` describes the container health probe.",
-        );
+            pounce::cli::SIGNALS_HELP
+        ));
     let matches = cmd.get_matches_from(args);
     let config = match pounce::cli::config_from_matches(&matches) {
         Ok(c) => c,

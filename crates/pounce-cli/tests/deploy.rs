@@ -868,7 +868,6 @@ fn systemd_unit_command_notifies_ready_and_stopping() {
 fn systemd_socket_unit_reload_and_restart_drop_nothing() {
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixDatagram;
-    use std::os::unix::process::CommandExt;
     let sock_unit = unit_settings(&read("deploy/systemd/pounce.socket"));
     assert_eq!(unit_one(&sock_unit, "Accept"), "no", "one service for the socket, not one per connection");
     let fdname = unit_one(&sock_unit, "FileDescriptorName").to_string();
@@ -887,10 +886,7 @@ fn systemd_socket_unit_reload_and_restart_drop_nothing() {
     assert_eq!(unit_one(&s, "NotifyAccess"), "main");
 
     // The socket, as systemd would hold it (loopback, a port of the OS's).
-    let held = TcpListener::bind("127.0.0.1:0").unwrap();
-    // SAFETY: listen(2) again on our own socket sets the unit's backlog.
-    assert_eq!(unsafe { libc::listen(held.as_raw_fd(), backlog) }, 0);
-    let addr = held.local_addr().unwrap();
+    let (held, addr) = common::activation::held_socket(backlog);
     let fd = held.as_raw_fd();
     let dir = std::env::temp_dir().join(format!("pounce-sdsock-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -914,25 +910,12 @@ fn systemd_socket_unit_reload_and_restart_drop_nothing() {
     };
     let start = || {
         // ExecStart, with LISTEN_PID set to the process's own pid.
-        let mut args = vec!["-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", BIN];
-        args.extend(d.args.iter().map(String::as_str));
-        let mut cmd = common::command_for("sh", &args);
+        let args: Vec<&str> = d.args.iter().map(String::as_str).collect();
+        let mut cmd = common::activation::activated(fd, "1", &args);
         cmd.envs(&d.env)
-            .env("LISTEN_FDS", "1")
             .env("LISTEN_FDNAMES", &fdname)
             .env("NOTIFY_SOCKET", &notify_path)
             .env("POUNCE_WORKERS", "2");
-        // SAFETY: dup2/fcntl between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if fd == 3 {
-                    libc::fcntl(3, libc::F_SETFD, 0);
-                } else if libc::dup2(fd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         Pounce::spawn(cmd)
     };
     let is = |want: &'static str| move |m: &str| m.lines().any(|l| l == want);
@@ -970,13 +953,7 @@ fn systemd_socket_unit_reload_and_restart_drop_nothing() {
     hear(&is("READY=1"));
     std::thread::sleep(Duration::from_millis(300));
     let tally = load.finish();
-    assert!(
-        tally.failed == 0 && tally.ok > 100,
-        "{} ok, {} failed: {:#?}",
-        tally.ok,
-        tally.failed,
-        tally.failures
-    );
+    tally.assert_clean(100, "");
     p.sigterm();
     assert_eq!(p.wait_exit(Duration::from_secs(15)), Some(0));
     let _ = std::fs::remove_dir_all(&dir);

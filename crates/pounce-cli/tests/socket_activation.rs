@@ -10,48 +10,15 @@
 
 mod common;
 
+use common::activation::{activated, held_socket, place_at_3};
 use common::load::Load;
 use common::{BIN, Client, Pounce};
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A listening socket held by the test, with a backlog like systemd's.
-fn held_socket() -> (TcpListener, SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    // SAFETY: listen(2) again on our own socket only changes its backlog.
-    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 1024) }, 0);
-    let addr = l.local_addr().unwrap();
-    (l, addr)
-}
-
-/// `pounce <args>` with `fd` at descriptor 3 and `LISTEN_FDS=1`,
-/// `LISTEN_PID` its own pid, `LISTEN_FDNAMES=web`.
-fn activated(fd: RawFd, fds: &str, args: &[&str]) -> Command {
-    let mut all = vec!["-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", BIN];
-    all.extend_from_slice(args);
-    let mut cmd = common::command_for("sh", &all);
-    cmd.env("LISTEN_FDS", fds).env("LISTEN_FDNAMES", "web");
-    place_at_3(&mut cmd, fd);
-    cmd
-}
-
-fn place_at_3(cmd: &mut Command, fd: RawFd) {
-    // SAFETY: dup2/fcntl only, between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0);
-            } else if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
 
 fn start_on(l: &TcpListener) -> Pounce {
     Pounce::spawn(activated(l.as_raw_fd(), "1", &["demo", "--workers", "2"]))
@@ -59,7 +26,7 @@ fn start_on(l: &TcpListener) -> Pounce {
 
 #[test]
 fn the_inherited_socket_is_served_and_nothing_is_bound() {
-    let (l, addr) = held_socket();
+    let (l, addr) = held_socket(1024);
     let mut p = start_on(&l);
     assert_eq!(p.addr, addr, "serves the inherited socket, not --port");
     let line = p.wait_log("Serving 1 listening socket(s)", Duration::from_secs(1)).unwrap();
@@ -77,7 +44,7 @@ fn the_inherited_socket_is_served_and_nothing_is_bound() {
 
 #[test]
 fn three_restarts_under_load_on_a_held_socket_fail_no_request() {
-    let (l, addr) = held_socket();
+    let (l, addr) = held_socket(1024);
     let mut p = start_on(&l);
     let load = Load::start(addr, 8, 4);
     std::thread::sleep(Duration::from_millis(400));
@@ -91,20 +58,14 @@ fn three_restarts_under_load_on_a_held_socket_fail_no_request() {
         std::thread::sleep(Duration::from_millis(600));
     }
     let tally = load.finish();
-    assert!(
-        tally.failed == 0 && tally.ok > 300,
-        "{} ok, {} failed: {:#?}",
-        tally.ok,
-        tally.failed,
-        tally.failures
-    );
+    tally.assert_clean(300, "");
     p.sigterm();
     assert_eq!(p.wait_exit(Duration::from_secs(15)), Some(0));
 }
 
 #[test]
 fn a_connection_arriving_during_the_drain_waits_for_the_next_instance() {
-    let (l, addr) = held_socket();
+    let (l, addr) = held_socket(1024);
     let mut first = start_on(&l);
     let mut slow = Client::connect(addr);
     slow.send(b"GET /sleep/1500 HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -202,7 +163,7 @@ fn bad_listen_fds_input_exits_1_naming_the_problem() {
     refused(activated(unix.as_raw_fd(), "1", &["demo"]), "fd 3 is a unix-domain socket");
     let _ = std::fs::remove_dir_all(&unix_dir);
 
-    let (l, _) = held_socket();
+    let (l, _) = held_socket(1024);
     let mut two = activated(l.as_raw_fd(), "2", &["demo"]);
     // SAFETY: close(2) between fork and exec: fd 4 must be free whatever the
     // test runner left open.

@@ -142,14 +142,7 @@ fn three_upgrades_under_load_fail_no_request_and_leave_one_pounce() {
     // Exactly one pounce is left: the last successor, named by the pid file.
     assert_eq!(procs::children(), vec![serving], "{}", first.log_text());
     assert_eq!(pid_in(&pid_file), Some(serving));
-    assert!(
-        tally.failed == 0 && tally.ok > 300,
-        "{} ok, {} failed: {:#?}\nlog:\n{}",
-        tally.ok,
-        tally.failed,
-        tally.failures,
-        first.log_text()
-    );
+    tally.assert_clean(300, &first.log_text());
 
     signal(serving, libc::SIGTERM);
     assert_eq!(procs::wait_exit(serving, Duration::from_secs(15)), Some(0));
@@ -213,7 +206,7 @@ fn a_failed_upgrade_leaves_the_old_process_serving() {
 
     std::thread::sleep(Duration::from_millis(300));
     let tally = load.finish();
-    assert!(tally.failed == 0 && tally.ok > 50, "{tally:?}\n{}", p.log_text());
+    tally.assert_clean(50, &p.log_text());
     assert_eq!(pid_in(&pid_file), Some(p.pid()), "the pid file still names the serving process");
     assert_eq!(procs::children(), vec![p.pid()]);
 
@@ -399,7 +392,7 @@ fn upgrade_in_a_container(init: &[&str], stays: &str) {
         .unwrap_or_else(|| panic!("{}", p.log_text()));
     std::thread::sleep(Duration::from_millis(500));
     let tally = load.finish();
-    assert!(tally.failed == 0 && tally.ok > 50, "{tally:?}\n{}", p.log_text());
+    tally.assert_clean(50, &p.log_text());
     assert!(
         procs::alive(pounce) && procs::alive(pid1),
         "the container must not stop while the successor serves"

@@ -88,9 +88,9 @@ pub fn main<H: Handler>(handler: H) -> ExitCode {
         .and_then(|a| std::path::Path::new(a).file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "pounce".into());
-    let cmd = cli::command(Box::leak(name.into_boxed_str()))
-        .subcommand(healthcheck::command())
-        .after_help("Run `<binary> healthcheck --help` for the container health probe.");
+    let cmd = cli::command(Box::leak(name.into_boxed_str())).subcommand(healthcheck::command()).after_help(
+        format!("{}\n\nRun `<binary> healthcheck --help` for the container health probe.", cli::SIGNALS_HELP),
+    );
     let matches = cmd.get_matches_from(args);
     match cli::config_from_matches(&matches) {
         Ok(config) => serve(config, handler),

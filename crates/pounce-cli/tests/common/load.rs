@@ -30,6 +30,19 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Panics unless every request succeeded and at least `min_ok` did
+    /// (so that "no failure" cannot mean "no traffic"); `context` is added
+    /// to the message (a server log, say).
+    pub fn assert_clean(&self, min_ok: u64, context: &str) {
+        assert!(
+            self.failed == 0 && self.ok >= min_ok,
+            "{} ok (at least {min_ok} expected), {} failed: {:#?}\n{context}",
+            self.ok,
+            self.failed,
+            self.failures
+        );
+    }
+
     fn fail(&mut self, what: String) {
         self.failed += 1;
         if self.failures.len() < 20 {

@@ -3,6 +3,7 @@
 //! real signals, and always kill it (by pid) when the test ends.
 #![allow(dead_code)]
 
+pub mod activation;
 pub mod load;
 pub mod procs;
 

@@ -136,6 +136,10 @@ impl<H: Handler> Server<H> {
         startup::raise_nofile(config.max_connections);
         let (listeners, predecessor) = match inherited {
             Some(inh) => {
+                if inh.ready.is_some() {
+                    // A successor is not the service until it has taken over.
+                    crate::shutdown::notify::stop();
+                }
                 let listeners =
                     listener::Listeners { sockets: inh.sockets, names: inh.names, origin: inh.origin };
                 log_inherited(&listeners);

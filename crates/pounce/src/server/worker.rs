@@ -40,6 +40,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// How long a listener being closed keeps taking connections whose handshake
+/// was already under way (new SYNs are dropped meanwhile, see
+/// [`drop_new_syns`]): at the start of a `refuse` drain, with traffic still
+/// arriving, and at the end of a `503` drain, when little should be left.
+const REFUSE_SETTLE: Duration = Duration::from_millis(100);
+const CLOSE_SETTLE: Duration = Duration::from_millis(50);
+
 /// Connections being refused (503) at once, per worker; beyond this a refused
 /// connection is simply closed.
 const MAX_REJECTING: usize = 1024;
@@ -98,7 +105,7 @@ pub(crate) async fn run<H: Handler>(init: WorkerInit<H>, driver: Driver) {
     accept_loop(&ctx, &drain, &rejecting, &fds).await;
     let forced = drain.phase() == Phase::Forced;
     if drain.listener_action() == ListenerAction::Respond503 {
-        close_listeners(&fds, &ctx, &drain, &rejecting);
+        close_listeners(&fds, &ctx, &drain, &rejecting, CLOSE_SETTLE).await;
         finish_accepts(&ctx, &drain, &rejecting).await;
     }
     // Our own descriptors only: a socket another process holds stays open.
@@ -160,7 +167,7 @@ async fn accept_loop<H: Handler>(
             let action = drain.listener_action();
             if !stopped && action != ListenerAction::Respond503 {
                 stopped = true;
-                stop_listening(listeners, action, ctx, drain, rejecting);
+                stop_listening(listeners, action, ctx, drain, rejecting).await;
             }
             ends_when_idle = accept_done || action == ListenerAction::Respond503 || phase == Phase::Forced;
             if ends_when_idle && drain.active() == 0 {
@@ -198,7 +205,7 @@ async fn accept_loop<H: Handler>(
 }
 
 /// Draining with `Refuse` or `Release`: stop accepting now.
-fn stop_listening<H: Handler>(
+async fn stop_listening<H: Handler>(
     listeners: &[RawFd],
     action: ListenerAction,
     ctx: &Rc<WorkerCtx<H>>,
@@ -207,12 +214,7 @@ fn stop_listening<H: Handler>(
 ) {
     ctx.driver.stop_accepting();
     if action == ListenerAction::Refuse {
-        // Accepted by the ring but not handed out yet: answered 503 by
-        // dispatch, like the rest of the queue.
-        for fd in ctx.driver.take_accepted() {
-            dispatch(fd, ctx, drain, rejecting);
-        }
-        close_listeners(listeners, ctx, drain, rejecting);
+        close_listeners(listeners, ctx, drain, rejecting, REFUSE_SETTLE).await;
     }
     // Release: what the ring already accepted comes out of poll_accept and
     // is served; the kernel's queue is left to the other holder.
@@ -359,41 +361,92 @@ fn refuse<H: Handler>(
     .detach();
 }
 
-/// Stops accepting, answers the connections already accepted or still
-/// queued in the kernel (503), then shuts the listeners down so nothing more
-/// is queued: later connects are refused. Only for sockets no other process
-/// serves (never with `Release`): shutdown(2) acts on the socket itself, not
-/// on this process's descriptor.
-fn close_listeners<H: Handler>(
+/// Stops accepting and shuts the listeners down, so that later connects are
+/// refused, without resetting any connection: closing a listening socket
+/// resets every connection in its queue, and every one whose handshake is
+/// under way. So first new SYNs are dropped (the client retransmits in a
+/// second, and is refused then), then for `settle` every connection already
+/// accepted, queued or completing its handshake is taken and answered
+/// `503` (by [`dispatch`]), and only then is the socket shut down. Only for
+/// sockets no other process serves (never with `Release`): shutdown(2) acts on
+/// the socket itself, not on this process's descriptor.
+async fn close_listeners<H: Handler>(
     listeners: &[RawFd],
     ctx: &Rc<WorkerCtx<H>>,
     drain: &Rc<WorkerDrain>,
     rejecting: &Rc<Cell<usize>>,
+    settle: Duration,
 ) {
-    let forced = drain.phase() == Phase::Forced;
     ctx.driver.stop_accepting();
-    let mut pending = ctx.driver.take_accepted();
-    for &fd in listeners {
-        if !forced {
+    for conn in ctx.driver.take_accepted() {
+        dispatch(conn, ctx, drain, rejecting);
+    }
+    if drain.phase() != Phase::Forced {
+        for &fd in listeners {
             set_nonblocking(fd);
-            while let Some(conn) = accept_pending(fd) {
-                pending.push(conn);
+            if let Err(e) = drop_new_syns(fd) {
+                log::debug!("Worker {}: cannot filter new connections while closing: {e}", ctx.id);
             }
         }
+        let until = Instant::now() + settle;
+        loop {
+            for &fd in listeners {
+                while let Some(conn) = accept_pending(fd) {
+                    dispatch(conn, ctx, drain, rejecting);
+                }
+            }
+            if Instant::now() >= until || drain.phase() == Phase::Forced {
+                break;
+            }
+            Timer::new(Duration::from_millis(10)).await;
+        }
+    }
+    for &fd in listeners {
         // SAFETY: the listener's descriptor, still open. shutdown(2) on a
         // listening socket stops it listening and fails any accept still
         // pending in io_uring.
         unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }
-    for conn in pending {
-        if forced {
-            // SAFETY: accepted, never shared.
-            unsafe { libc::close(conn) };
-        } else {
-            ctx.shared.stats(ctx.id).rejected.fetch_add(1, Ordering::Relaxed);
-            refuse(conn, ctx, drain, rejecting, Refusal::Draining);
-        }
-    }
+}
+
+/// Attaches a socket filter to a listening socket that drops new
+/// connection requests (segments with SYN and without ACK) and lets the rest
+/// through: the last ACK of a handshake already under way still completes
+/// it. The filter runs on the TCP header (offset 13: the flags).
+fn drop_new_syns(fd: RawFd) -> std::io::Result<()> {
+    const SYN: u32 = 0x02;
+    const ACK: u32 = 0x10;
+    let code = [
+        // A = the TCP flags byte
+        libc::sock_filter { code: (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16, jt: 0, jf: 0, k: 13 },
+        libc::sock_filter {
+            code: (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: SYN | ACK,
+        },
+        // SYN without ACK: drop (return 0 bytes); anything else: keep all
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 1,
+            jf: 0,
+            k: SYN,
+        },
+        libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: u32::MAX },
+        libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: 0 },
+    ];
+    let prog = libc::sock_fprog { len: code.len() as u16, filter: code.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: setsockopt(2) copies the program; `code` outlives the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 /// After [`close_listeners`]: answers (503) what cancelled accepts still

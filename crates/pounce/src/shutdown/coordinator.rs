@@ -276,6 +276,9 @@ fn announce_ready(predecessor: Option<OwnedFd>, addrs: &[SocketAddr], workers: u
                 Ok(()) => log::info!("Upgrade: ready; told the previous process to hand over"),
                 Err(e) => log::warn!("Upgrade: cannot tell the previous process that this one is ready: {e}"),
             }
+            // The predecessor tells systemd MAINPID= (it is the main process
+            // until then); from now on this process speaks for the service.
+            notify::resume();
         }
         None => {
             let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();

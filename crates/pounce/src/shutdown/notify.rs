@@ -9,7 +9,9 @@
 //! ends; on success in one datagram with `MAINPID=` of the successor, which
 //! becomes the unit's main process. After that this process says nothing
 //! more ([`stop`]): it is no longer the service, and a `STOPPING=1` from it
-//! would tell systemd the service is going away.
+//! would tell systemd the service is going away. The successor, likewise,
+//! says nothing until it has reported ready to its predecessor ([`resume`]):
+//! one stopped before that was never the service.
 
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -58,9 +60,15 @@ pub(crate) fn notify(state: &str) {
     }
 }
 
-/// From now on nothing is sent: another process is the service.
+/// From now on nothing is sent: another process is the service (this one
+/// handed over), or is until this one is ready (this one is a successor).
 pub(crate) fn stop() {
     SILENT.store(true, Ordering::Release);
+}
+
+/// A successor that has reported ready is about to be the service.
+pub(crate) fn resume() {
+    SILENT.store(false, Ordering::Release);
 }
 
 /// `MONOTONIC_USEC=` for a `RELOADING=1` message (systemd 253+ wants it with
