@@ -189,9 +189,11 @@ impl Upgrader {
         ));
         let fds: Vec<RawFd> = self.listeners.sockets.iter().map(|s| s.as_raw_fd()).collect();
         let held = self.listeners.origin.held_elsewhere();
+        let t = Instant::now();
         match successor::spawn(&self.exec, &fds, &self.listeners.names, held) {
             Ok(child) => {
                 let pid = child.pid;
+                log::debug!("Upgrade: fork and exec of pid {pid} took {:?}", t.elapsed());
                 log::info!(
                     "Upgrade: started successor pid {pid} with {} listening socket(s); waiting up to {:.1}s for it to be ready",
                     fds.len(),
