@@ -226,6 +226,7 @@ fn dispatch<H: Handler>(
     drain: &Rc<WorkerDrain>,
     rejecting: &Rc<Cell<usize>>,
 ) {
+    ctx.meter().accepted();
     match drain.phase() {
         Phase::Forced => {
             // SAFETY: a descriptor accept just gave us.
@@ -236,7 +237,6 @@ fn dispatch<H: Handler>(
         // successor (or the next instance) took over; serve it.
         Phase::Draining if drain.listener_action() == ListenerAction::Release => {}
         Phase::Draining => {
-            ctx.shared.stats(ctx.id).rejected.fetch_add(1, Ordering::Relaxed);
             refuse(fd, ctx, drain, rejecting, Refusal::Draining);
             return;
         }
@@ -298,6 +298,7 @@ fn refuse<H: Handler>(
     let ctx = ctx.clone();
     let drain = drain.clone();
     glommio::spawn_local(async move {
+        let since = Instant::now();
         // Not registered: refusals are bounded by their own deadlines.
         let mut io = Io::new(&ctx.driver, fd, drain, usize::MAX);
         let (retry_after, wait_for_head) = match why {
@@ -343,6 +344,12 @@ fn refuse<H: Handler>(
                 }
                 _ => encode_error(&mut out, 503, &[("Retry-After", retry_after)], true),
             }
+            // Counted once the 503 is certain: a connection that sends
+            // nothing is closed without one.
+            ctx.meter().response(503, since);
+            if let Refusal::Draining = why {
+                ctx.shared.stats(ctx.id).rejected.fetch_add(1, Ordering::Relaxed);
+            }
             if parsed && method == b"HEAD" {
                 // The same head (Content-Length included), no body.
                 let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").map_or(out.len(), |i| i + 4);
@@ -386,11 +393,11 @@ fn close_listeners<H: Handler>(
         unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }
     for conn in pending {
+        ctx.meter().accepted();
         if forced {
             // SAFETY: accepted, never shared.
             unsafe { libc::close(conn) };
         } else {
-            ctx.shared.stats(ctx.id).rejected.fetch_add(1, Ordering::Relaxed);
             refuse(conn, ctx, drain, rejecting, Refusal::Draining);
         }
     }
