@@ -31,6 +31,7 @@ const SCRUB: &[&str] = &[
     "POUNCE_ACCESS_LOG",
     "POUNCE_LOG_LEVEL",
     "POUNCE_LOG_FORMAT",
+    "POUNCE_METRICS_ADDR",
     "RUST_LOG",
     "NOTIFY_SOCKET",
 ];
@@ -79,6 +80,8 @@ struct Log {
 pub struct Pounce {
     child: Child,
     pub addr: SocketAddr,
+    /// The metrics listener's address, from its `Metrics on` line (if any).
+    pub metrics_addr: Option<SocketAddr>,
     log: Arc<(Mutex<Log>, Condvar)>,
     status: Option<i32>,
 }
@@ -125,13 +128,19 @@ impl Pounce {
             m.lock().unwrap().closed = true;
             cv.notify_all();
         });
-        let mut p = Pounce { child, addr: "127.0.0.1:0".parse().unwrap(), log, status: None };
+        let mut p =
+            Pounce { child, addr: "127.0.0.1:0".parse().unwrap(), metrics_addr: None, log, status: None };
         let line = p
             .wait_log("Listening on http://", Duration::from_secs(15))
             .unwrap_or_else(|| panic!("pounce did not start; log:\n{}", p.log_text()));
         let addr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap();
         let addr = addr.replace("localhost", "127.0.0.1");
         p.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}"));
+        // Logged before `Listening on` when it is bound at start.
+        if let Some(line) = p.wait_log("Metrics on http://", Duration::ZERO) {
+            let addr = line.split("http://").nth(1).unwrap().trim_end_matches("/metrics");
+            p.metrics_addr = Some(addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}")));
+        }
         p
     }
 
