@@ -601,3 +601,21 @@ fn the_grafana_dashboard_uses_only_metrics_a_real_scrape_has() {
         assert!(used.contains(must), "the dashboard does not show {must}: {used:?}");
     }
 }
+
+#[test]
+fn the_readme_lists_exactly_the_metrics_a_scrape_has() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section =
+        readme.split("\n## Metrics\n").nth(1).expect("a Metrics section").split("\n## ").next().unwrap();
+    let mut listed = BTreeSet::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let first = row.split(" | ").next().unwrap();
+        listed.extend(first.split('`').skip(1).step_by(2).map(String::from));
+    }
+    let p = start(&[]);
+    assert_eq!(get(p.addr, "/").status, 200);
+    let s = Scrape::of(&p);
+    let own: BTreeSet<String> =
+        s.types.keys().filter(|n| n.starts_with("pounce_") || n.starts_with("process_")).cloned().collect();
+    assert_eq!(listed, own, "README's metrics table vs a real scrape");
+}

@@ -138,7 +138,7 @@ impl Pounce {
         p.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}"));
         // Logged before `Listening on` when it is bound at start.
         if let Some(line) = p.wait_log("Metrics on http://", Duration::ZERO) {
-            let addr = line.split("http://").nth(1).unwrap().trim_end_matches("/metrics");
+            let addr = line.split("http://").nth(1).unwrap().split("/metrics").next().unwrap();
             p.metrics_addr = Some(addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}")));
         }
         p
