@@ -9,6 +9,8 @@ Subcommands (all talk to 127.0.0.1 only, all bounded in time):
   descendants PID...                the PIDs and all their descendants, one a line
   record-wrk FILE ...               parse a `wrk --latency` output, append metrics to --results
   record-h2load FILE ...            parse an `h2load` output, append metrics to --results
+  scrape-loop PORT --every S --for S  GET /metrics every S seconds for S seconds (a Prometheus
+                                    stand-in during a measurement); exit 1 if any scrape failed
 """
 from __future__ import annotations
 
@@ -214,6 +216,22 @@ def _summary(server: str, scenario: str, metrics: dict) -> str:
 # ------------------------------------------------------------------------------------------
 
 
+def scrape_loop(port: int, every: float, duration: float) -> int:
+    """GET /metrics every `every` s for `duration` s; prints the count; 1 if any failed."""
+    end = time.monotonic() + duration
+    ok = failed = 0
+    while time.monotonic() < end:
+        t = time.monotonic()
+        if get_status(port, "/metrics", timeout=2.0) == 200:
+            ok += 1
+        else:
+            failed += 1
+            print("scrape failed", flush=True)  # one line each: the loop may be killed before the end
+        time.sleep(max(0.0, every - (time.monotonic() - t)))
+    print(f"scrapes: {ok} ok, {failed} failed")
+    return 1 if failed else 0
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -227,6 +245,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("pid", type=int)
     p = sub.add_parser("descendants", help="PIDs (and their descendants), one a line")
     p.add_argument("pid", type=int, nargs="+")
+    p = sub.add_parser("scrape-loop")
+    p.add_argument("port", type=int)
+    p.add_argument("--every", type=float, default=1.0)
+    p.add_argument("--for", dest="duration", type=float, required=True)
     for name in ("record-wrk", "record-h2load"):
         p = sub.add_parser(name)
         p.add_argument("file")
@@ -249,6 +271,8 @@ def main(argv: list[str]) -> int:
         print(f"{cpu_seconds(a.pid):.2f}")
     elif a.cmd == "rss":
         print(rss_kib(a.pid))
+    elif a.cmd == "scrape-loop":
+        return scrape_loop(a.port, a.every, a.duration)
     elif a.cmd == "descendants":
         seen: list[int] = []
         for root in a.pid:

@@ -266,14 +266,18 @@ nginx_cmd() { # nginx_cmd DIR PORT WORKERS → argv, one per line
 # Wait until GET / on PORT answers 200 (bounded).
 wait_http() { "$PY" "$BENCH_DIR/benchtool.py" wait-http "$1" --timeout "${2:-15}"; }
 
-# start_server NAME WORKERS → sets SERVER_PID, SERVER_PORT, SERVER_LOG
+# start_server NAME WORKERS → sets SERVER_PID, SERVER_PORT, SERVER_LOG (and, for
+# pounce-metrics-on, METRICS_PORT). pounce-metrics-off is plain pounce under another name
+# (the metrics-cost block's baseline); pounce-metrics-on adds --metrics-addr.
 start_server() {
     local name=$1 workers=$2 i port
     SERVER_LOG="$BENCH_TMP/$name-$(date +%s%N).log"
+    METRICS_PORT=""
     case $name in
-    pounce)
+    pounce | pounce-metrics-off | pounce-metrics-on)
         local argv=()
         mapfile -t argv < <(pounce_cmd 0 "$workers")
+        [[ $name == pounce-metrics-on ]] && argv+=(--metrics-addr 127.0.0.1:0)
         "${argv[@]}" 2>"$SERVER_LOG" >/dev/null &
         SERVER_PID=$!
         track_pid "$SERVER_PID"
@@ -285,6 +289,10 @@ start_server() {
             sleep 0.05
         done
         [[ -n "$port" ]] || { cat "$SERVER_LOG" >&2; die "pounce did not log its Listening line"; }
+        if [[ $name == pounce-metrics-on ]]; then
+            METRICS_PORT=$(grep -oE 'Metrics on http://127\.0\.0\.1:[0-9]+' "$SERVER_LOG" | head -1 | sed 's/.*://')
+            [[ -n "$METRICS_PORT" ]] || { cat "$SERVER_LOG" >&2; die "pounce did not log its Metrics line"; }
+        fi
         ;;
     nginx | nginx-batch)
         port=$(free_port)

@@ -60,6 +60,20 @@ REQUIRED = [
     ("startup", "first_200_ms"),
 ]
 
+# The cost of --metrics-addr: pounce with metrics on vs off, measured back to back in each round
+# (run.sh metrics_block, the order swapping every round), /metrics scraped every second while on.
+METRICS_OFF, METRICS_ON = "pounce-metrics-off", "pounce-metrics-on"
+METRICS_ROWS = [
+    ("plaintext-c64", "rps", "plaintext `wrk -c64`", "req/s", "higher"),
+    ("plaintext-c64", "p99_ms", "plaintext `wrk -c64` p99", "ms", "lower"),
+    ("plaintext-c64", "cpu_us_per_req", "server CPU per request, plaintext `wrk -c64`", "µs", "lower"),
+    ("pipelined-m16", "rps", "pipelined `h2load --h1 -c64 -m16`", "req/s", "higher"),
+    ("pipelined-m16", "cpu_us_per_req", "server CPU per request, pipelined", "µs", "lower"),
+]
+# The issue's budget for throughput and CPU per request (p99 is shown, not judged).
+METRICS_BUDGET = 0.03
+METRICS_JUDGED = ("rps", "cpu_us_per_req")
+
 CHART_RPS = ["plaintext-c64", "plaintext-c256", "pipelined-m16", "json-c64"]
 CHART_P99 = ["plaintext-c64", "plaintext-c256", "json-c64"]
 
@@ -229,6 +243,33 @@ def chart(vals, png: str, title: str) -> str | None:
     return None
 
 
+def metrics_cost(vals, by_round) -> tuple[list[tuple], list[str], str]:
+    """The metrics-on vs metrics-off table rows, the per-round lines, and the verdict."""
+    rows, per_round, over, judged = [], [], [], 0
+    for scen, metric, label, unit, better in METRICS_ROWS:
+        off, on = med(vals, scen, metric, METRICS_OFF), med(vals, scen, metric, METRICS_ON)
+        if off in (None, 0) or on is None:
+            rows.append((label, unit, fmt(off, unit), fmt(on, unit), "—", "—"))
+            continue
+        cost = (1 - on / off) if better == "higher" else (on / off - 1)
+        rows.append((label, unit, fmt(off, unit), fmt(on, unit), f"{on / off:.3f}×", f"{cost * 100:+.1f} %"))
+        if metric in METRICS_JUDGED:
+            judged += 1
+            if cost > METRICS_BUDGET:
+                over.append(f"{label} ({cost * 100:+.1f} %)")
+        r_off, r_on = by_round.get((scen, metric, METRICS_OFF), {}), by_round.get((scen, metric, METRICS_ON), {})
+        ratios = [f"r{r}: {statistics.median(r_on[r]) / statistics.median(r_off[r]):.3f}"
+                  for r in sorted(r_off) if r in r_on and statistics.median(r_off[r])]
+        per_round.append(f"| {label} ({unit}) | {'; '.join(ratios)} |")
+    if judged == 0:
+        verdict = "not measured (the metrics-cost runs produced no numbers)"
+    elif over:
+        verdict = f"**over the {METRICS_BUDGET:.0%} budget** in: " + "; ".join(over)
+    else:
+        verdict = f"within the {METRICS_BUDGET:.0%} budget on throughput and CPU per request"
+    return rows, per_round, verdict
+
+
 def per_round_table(by_round, rows) -> list[str]:
     lines = ["| metric | server | per-round values |", "|---|---|---|"]
     for scen, metric, label, unit, _, other in rows:
@@ -271,6 +312,11 @@ def main() -> int:
             for server in SERVERS:
                 if not vals.get((s, metric, server)):
                     missing.append(f"{server} {s} {metric}")
+    for scen, metric, *_ in METRICS_ROWS:
+        for server in (METRICS_OFF, METRICS_ON):
+            if not vals.get((scen, metric, server)):
+                missing.append(f"{server} {scen} {metric}")
+    m_rows, m_per_round, m_verdict = metrics_cost(vals, by_round)
 
     errors = []
     for (scen, metric, server), v in sorted(vals.items()):
@@ -296,6 +342,11 @@ def main() -> int:
     print()
     print(title)
     print(text_table(tab))
+    print(f"\nmetrics cost (--metrics-addr on vs off): {m_verdict.replace('**', '')}")
+    m_text = [("metric", "unit", "off", "on", "on/off", "cost")] + [tuple(c.replace("`", "") for c in r) for r in m_rows]
+    w = [max(len(r[i]) for r in m_text) for i in range(6)]
+    for r in m_text:
+        print("  ".join(c.ljust(w[j]) if j < 2 else c.rjust(w[j]) for j, c in enumerate(r)).rstrip())
     if errors:
         print("\nerrors / anomalies:\n  " + "\n  ".join(errors))
     if missing:
@@ -351,6 +402,18 @@ def main() -> int:
         md.append(f"![req/s and p99 per scenario]({os.path.basename(a.png)})" if not chart_note
                   else f"_No chart: {chart_note}._")
         md.append("")
+    md.append("## Metrics cost (`--metrics-addr`)")
+    md.append("")
+    md.append("pounce with Prometheus metrics off and on (`--metrics-addr`, `/metrics` scraped every second "
+              "while on: 15 times Prometheus' default rate), measured back to back in every round, the order "
+              "swapping from one round to the next. Cost: the share of throughput lost, or of CPU per "
+              f"request added. Verdict: {m_verdict}.")
+    md.append("")
+    md.append("| metric | unit | metrics off | metrics on | on/off | cost |")
+    md.append("|---|---|--:|--:|--:|--:|")
+    for r in m_rows:
+        md.append("| " + " | ".join(r) + " |")
+    md.append("")
     md.append("Errors and anomalies: " + ("none (every wrk/h2load/hey answer was a 2xx, no socket "
               "errors, every idle connection opened, every server exited 0)." if not errors else ""))
     for e in errors:
@@ -410,6 +473,10 @@ def main() -> int:
   a thread blocked in `waitpid`. pounce by design gives idle keep-alive connections a 1 s grace (so
   a request already on the wire is still answered) before closing them; nginx closes idle
   keep-alive connections at once on SIGQUIT.
+- **Metrics cost:** every round also runs pounce twice more, with `--metrics-addr` off and on
+  (order swapped every round), each for plaintext `wrk -c64` and pipelined `h2load` as above,
+  CPU per request included (the scrapes' CPU is the server's too). While metrics are on, a
+  client scrapes `/metrics` every second.
 - **exec → first 200:** from just before fork/exec of the server to the first `200` answer on a
   client that retries a refused connect every ~0.1 ms (one sample per lifecycle above).
 - Raw tool output and `results.jsonl` (every sample) are kept under `bench/out/` (git-ignored).
@@ -417,6 +484,12 @@ def main() -> int:
     md.append("## Per-round values")
     md.append("")
     md.extend(per_round_table(by_round, rows))
+    md.append("")
+    md.append("Metrics on ÷ off, per round:")
+    md.append("")
+    md.append("| metric | on/off per round |")
+    md.append("|---|---|")
+    md.extend(m_per_round)
     md.append("")
     # Sections other harnesses keep in the same file (bench/upgrade.py's,
     # between `<!-- kept: NAME -->` markers) survive a regeneration.

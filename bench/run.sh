@@ -183,6 +183,38 @@ batch_block() {
     ((SERVER_EXIT == 0)) || log "$server exited $SERVER_EXIT after its graceful-stop signal"
 }
 
+# The cost of --metrics-addr: pounce with metrics off, then on (the order swaps every round,
+# so drift favours neither), plaintext -c64 and pipelined, back to back. While metrics are on,
+# /metrics is scraped every second (Prometheus' default is every 15 s), so the cost of being
+# read is in the figures too.
+metrics_block() {
+    local round=$1 server order=(pounce-metrics-off pounce-metrics-on) scraper
+    ((round % 2 == 0)) && order=(pounce-metrics-on pounce-metrics-off)
+    for server in "${order[@]}"; do
+        log "round $round: $server — metrics cost"
+        start_server "$server" "$WORKERS"
+        run_client $((WARMUP + 30)) wrk -t1 -c64 -d"${WARMUP}s" "http://127.0.0.1:$SERVER_PORT/" >/dev/null 2>&1
+        scraper=""
+        if [[ -n "$METRICS_PORT" ]]; then
+            timeout -k 5 $((2 * DURATION + 120)) "$PY" "$BENCH_DIR/benchtool.py" scrape-loop "$METRICS_PORT" \
+                --every 1 --for $((2 * DURATION + 60)) >"$RAW/$server-scrapes-r$round.txt" 2>&1 &
+            scraper=$!
+            track_pid "$scraper"
+        fi
+        wrk_run "$server" "$round" plaintext-c64 64 /
+        h2load_run "$server" "$round"
+        if [[ -n "$scraper" ]]; then
+            kill "$scraper" 2>/dev/null
+            wait "$scraper" 2>/dev/null
+            untrack_pid "$scraper"
+            printf '{"round": %d, "server": "%s", "scenario": "scrapes", "metric": "errors", "value": %d}\n' \
+                "$round" "$server" "$(grep -c 'scrape failed' "$RAW/$server-scrapes-r$round.txt")" >>"$RESULTS"
+        fi
+        stop_server "$server" "$SERVER_PID"
+        ((SERVER_EXIT == 0)) || log "$server exited $SERVER_EXIT after its graceful-stop signal"
+    done
+}
+
 idle_block() {
     local server=$1 round=$2 n=$3 port dir sig argv=() pidfile log
     port=$(free_port)
@@ -206,6 +238,7 @@ T_START=$SECONDS
 for ((round = 1; round <= ROUNDS; round++)); do
     for server in pounce nginx; do load_block "$server" "$round"; done
     batch_block "$round"
+    metrics_block "$round"
     for n in $IDLE; do
         for server in pounce nginx; do idle_block "$server" "$round" "$n"; done
     done

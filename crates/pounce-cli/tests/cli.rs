@@ -27,6 +27,12 @@ const OPTIONS: &[(&str, &str, &str, &[&str])] = &[
     ("--log-format", "POUNCE_LOG_FORMAT", "log_format", &["xml"]),
     ("--access-log", "POUNCE_ACCESS_LOG", "access_log", &["maybe"]),
     ("--sched-policy", "POUNCE_SCHED_POLICY", "sched_policy", &["fifo", "realtime", ""]),
+    (
+        "--metrics-addr",
+        "POUNCE_METRICS_ADDR",
+        "metrics_addr",
+        &["9090", "127.0.0.1", "host:9090", "1.2.3.4:65536", "::1:9090", "[::1]", ":http"],
+    ),
 ];
 
 fn assert_usage_error(out: &std::process::Output, name: &str, what: &str) {

@@ -232,19 +232,29 @@ struct Deployment {
 }
 
 impl Deployment {
-    /// Starts pounce as the deployment does, except on 127.0.0.1 and a port
+    /// Whether the deployment turns the metrics listener on.
+    fn metrics(&self) -> bool {
+        self.env.contains_key("POUNCE_METRICS_ADDR")
+            || self.args.iter().any(|a| a.starts_with("--metrics-addr"))
+    }
+
+    /// Starts pounce as the deployment does, except on 127.0.0.1 and ports
     /// the OS picks (flags beat the environment), with 2 workers.
     fn start(&self) -> Pounce {
+        const OURS: [&str; 4] = ["--host", "--port", "--workers", "--metrics-addr"];
         let mut args: Vec<String> = Vec::new();
         let mut it = self.args.iter();
         while let Some(a) = it.next() {
-            if a == "--host" || a == "--port" || a == "--workers" {
+            if OURS.contains(&a.as_str()) {
                 it.next();
-            } else if !(a.starts_with("--host=") || a.starts_with("--port=") || a.starts_with("--workers=")) {
+            } else if !OURS.iter().any(|o| a.starts_with(&format!("{o}="))) {
                 args.push(a.clone());
             }
         }
         args.extend(["--host", "127.0.0.1", "--port", "0", "--workers", "2"].map(String::from));
+        if self.metrics() {
+            args.extend(["--metrics-addr", "127.0.0.1:0"].map(String::from));
+        }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = common::command(&refs);
         cmd.envs(&self.env);
@@ -281,6 +291,11 @@ impl Deployment {
         let resp = common::get(p.addr, &self.health_path());
         assert_eq!(resp.status, 200, "{file}: {}", resp.head);
         assert_eq!(common::get(p.addr, "/").status, 200);
+        let scrape = |p: &Pounce| p.metrics_addr.map(|m| common::get(m, "/metrics"));
+        assert_eq!(p.metrics_addr.is_some(), self.metrics(), "{file}: metrics listener");
+        if let Some(r) = scrape(&p) {
+            assert!(r.status == 200 && r.text().contains("\npounce_draining 0\n"), "{file}: {}", r.head);
+        }
 
         p.sigterm();
         if delay > 0.0 {
@@ -290,8 +305,11 @@ impl Deployment {
             let r = self.health(p.addr);
             assert_eq!(r.code, 1, "{file}: health check passed on a draining pounce: {}", r.stderr);
             assert!(one_line(&r).starts_with("unhealthy: ") && r.stderr.contains(" 503 "), "{}", r.stderr);
-            // Lame duck: still serving the app normally.
+            // Lame duck: still serving the app normally, and the metrics.
             assert_eq!(common::get(p.addr, "/").status, 200);
+            if let Some(r) = scrape(&p) {
+                assert!(r.status == 200 && r.text().contains("pounce_requests_total{"), "{file}: {}", r.head);
+            }
         }
         let code = p.wait_exit(Duration::from_secs_f64(delay + 15.0));
         assert_eq!(code, Some(0), "{file}: log:\n{}", p.log_text());
@@ -560,6 +578,42 @@ fn kubernetes_grace_period_covers_delay_and_timeout() {
     for p in svc["spec"]["ports"].as_vec().unwrap() {
         assert_eq!(resolve(&p["targetPort"]), port);
     }
+}
+
+/// The port a deployment's POUNCE_METRICS_ADDR names; it must listen on
+/// every interface, or nothing outside the container could scrape it.
+fn metrics_port(d: &Deployment) -> i64 {
+    let addr =
+        d.env.get("POUNCE_METRICS_ADDR").unwrap_or_else(|| panic!("{}: no POUNCE_METRICS_ADDR", d.file));
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    assert!(["0.0.0.0", "[::]", ""].contains(&host), "{}: metrics on {host} only", d.file);
+    port.parse().unwrap()
+}
+
+#[test]
+fn kubernetes_metrics_port_is_declared_and_annotated_for_scraping() {
+    let (docs, d) = k8s();
+    let port = metrics_port(&d);
+    let template = &find_doc(&docs, "Deployment")["spec"]["template"];
+    let c = &template["spec"]["containers"][0];
+    let declared = c["ports"].as_vec().unwrap().iter().find(|p| p["name"].as_str() == Some("metrics"));
+    assert_eq!(declared.expect("a containerPort named metrics")["containerPort"].as_i64(), Some(port));
+    let notes = &template["metadata"]["annotations"];
+    assert_eq!(notes["prometheus.io/scrape"].as_str(), Some("true"));
+    assert_eq!(notes["prometheus.io/port"].as_str(), Some(port.to_string().as_str()));
+    assert_eq!(notes["prometheus.io/path"].as_str(), Some("/metrics"));
+}
+
+#[test]
+fn ecs_metrics_port_is_mapped_and_labelled_for_scraping() {
+    let (task, d) = ecs();
+    let port = metrics_port(&d) as u64;
+    let c = &task["containerDefinitions"][0];
+    let mapped = c["portMappings"].as_array().unwrap().iter().find(|m| m["name"] == "metrics");
+    assert_eq!(mapped.expect("a port mapping named metrics")["containerPort"].as_u64(), Some(port));
+    // The CloudWatch agent's ECS service discovery reads these labels.
+    assert_eq!(c["dockerLabels"]["ECS_PROMETHEUS_EXPORTER_PORT"], port.to_string());
+    assert_eq!(c["dockerLabels"]["ECS_PROMETHEUS_METRICS_PATH"], "/metrics");
 }
 
 #[test]

@@ -123,14 +123,10 @@ fn drain_new_connections_refuse_refuses_new_connects_and_answers_the_queue() {
     // answered, or has its SYN dropped and is refused on the retransmit a
     // second later; never reset.)
     let deadline = Instant::now() + Duration::from_secs(2);
-    let mut probes_accepted = 0;
     let refused = loop {
         match std::net::TcpStream::connect_timeout(&p.addr, Duration::from_secs(3)) {
             Err(e) => break e,
-            Ok(_) if Instant::now() < deadline => {
-                probes_accepted += 1;
-                thread::sleep(Duration::from_millis(20));
-            }
+            Ok(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
             Ok(_) => panic!("still accepting connections during the drain"),
         }
     };
@@ -155,9 +151,10 @@ fn drain_new_connections_refuse_refuses_new_connects_and_answers_the_queue() {
     let r = slow.join().unwrap().expect("the in-flight request completes");
     assert_eq!((r.status, r.closes()), (200, true));
     assert_eq!(p.wait_exit(EXIT), Some(0));
+    // A probe that connected before the listener closed sent nothing, so it
+    // was closed without a 503: the summary counts the 503s written.
     let summary = p.wait_log("Drain finished", Duration::ZERO).unwrap();
-    let counted = answered_503 + probes_accepted;
-    assert!(summary.contains(&format!("{counted} connection(s) answered 503")), "{summary}");
+    assert!(summary.contains(&format!("{answered_503} connection(s) answered 503")), "{summary}");
 }
 
 #[test]

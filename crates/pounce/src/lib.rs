@@ -47,7 +47,8 @@
 //! connection loop) → [`handler`]; `shutdown` (signal thread, coordinator,
 //! per-worker drain) is a module of its own that the others only signal into,
 //! and `handover` (inherited sockets, hot-upgrade successor, pid file) sits
-//! beside it.
+//! beside it. [`metrics`] owns the per-worker counting cells the server
+//! writes into and the `--metrics-addr` listener that reads them.
 
 pub mod config;
 mod exit;
@@ -58,6 +59,7 @@ mod handover;
 pub mod healthcheck;
 pub(crate) mod http;
 pub mod logging;
+pub mod metrics;
 pub(crate) mod server;
 mod shutdown;
 mod time;

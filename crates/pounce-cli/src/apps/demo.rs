@@ -11,9 +11,15 @@
 //! | `GET /panic` | panics inside the handler: shows a panic costs one 500 |
 //!
 //! HEAD works wherever GET does. Other methods get 405 with `Allow`.
+//!
+//! It also shows the library's metrics API ([`pounce::metrics`]): bytes
+//! echoed and time slept are counted in metrics of the demo's own, which
+//! `--metrics-addr` exposes after pounce's. (Only on those routes: `/` and
+//! `/json`, the benchmark's, count nothing extra.)
 
 use futures_lite::stream;
 use glommio::timer::Timer;
+use pounce::metrics::{Counter, Histogram, LATENCY_BUCKETS};
 use pounce::{Body, Handler, Request, Response};
 use std::time::Duration;
 
@@ -21,7 +27,28 @@ const MAX_SLEEP_MS: u64 = 3_600_000;
 const MAX_CHUNKS: u32 = 10_000;
 const CHUNK_INTERVAL: Duration = Duration::from_millis(100);
 
-pub struct Demo;
+pub struct Demo {
+    echoed: Counter,
+    slept: Histogram,
+}
+
+impl Demo {
+    /// The demo app; registers its metrics (once per process).
+    pub fn new() -> Demo {
+        static METRICS: std::sync::OnceLock<(Counter, Histogram)> = std::sync::OnceLock::new();
+        let (echoed, slept) = METRICS.get_or_init(|| {
+            let echoed =
+                Counter::new("demo_echo_bytes_total", "Request body bytes echoed back by POST /echo.");
+            let slept = Histogram::new(
+                "demo_sleep_seconds",
+                "Time GET /sleep/<ms> was asked to sleep, in seconds.",
+                &LATENCY_BUCKETS,
+            );
+            (echoed.expect("a valid name"), slept.expect("a valid name"))
+        });
+        Demo { echoed: echoed.clone(), slept: slept.clone() }
+    }
+}
 
 impl Handler for Demo {
     async fn call(&self, req: &Request<'_>) -> Response {
@@ -31,6 +58,7 @@ impl Handler for Demo {
         if path == "/echo" {
             return match method {
                 "POST" => {
+                    self.echoed.add(req.body().len() as u64);
                     let ct = req.header_str("content-type").unwrap_or("application/octet-stream").to_string();
                     Response::new(200).with_content_type(ct).with_body(req.body().to_vec())
                 }
@@ -60,6 +88,7 @@ impl Handler for Demo {
             Route::Hello => Response::text(200, "Hello, World!"),
             Route::Json => Response::json(200, r#"{"message":"Hello, World!"}"#),
             Route::Sleep(ms) => {
+                self.slept.observe_duration(Duration::from_millis(ms));
                 Timer::new(Duration::from_millis(ms)).await;
                 Response::text(200, format!("Slept {ms} ms\n"))
             }

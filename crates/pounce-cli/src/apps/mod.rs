@@ -18,7 +18,7 @@ impl App {
     /// one stops pounce before anything binds.
     pub fn from_arg(arg: &str, static_opts: &static_files::Options) -> Result<App, String> {
         match arg {
-            "demo" => Ok(App::Demo(demo::Demo)),
+            "demo" => Ok(App::Demo(demo::Demo::new())),
             _ => match arg.strip_prefix("static:") {
                 Some(dir) => static_files::StaticFiles::new(dir, static_opts).map(App::Static),
                 None => Err(format!("unknown app '{arg}' (expected demo or static:<DIR>)")),

@@ -39,6 +39,7 @@ const SCRUB: &[&str] = &[
     "POUNCE_DRAIN_NEW_CONNECTIONS",
     "POUNCE_PID_FILE",
     "POUNCE_UPGRADE_TIMEOUT",
+    "POUNCE_METRICS_ADDR",
     "RUST_LOG",
     "NOTIFY_SOCKET",
     "LISTEN_FDS",
@@ -97,6 +98,8 @@ struct Log {
 pub struct Pounce {
     child: Child,
     pub addr: SocketAddr,
+    /// The metrics listener's address, from its `Metrics on` line (if any).
+    pub metrics_addr: Option<SocketAddr>,
     log: Arc<(Mutex<Log>, Condvar)>,
     status: Option<i32>,
 }
@@ -143,7 +146,8 @@ impl Pounce {
             m.lock().unwrap().closed = true;
             cv.notify_all();
         });
-        let mut p = Pounce { child, addr: "127.0.0.1:0".parse().unwrap(), log, status: None };
+        let mut p =
+            Pounce { child, addr: "127.0.0.1:0".parse().unwrap(), metrics_addr: None, log, status: None };
         let line = p
             .wait_log("Listening on http://", Duration::from_secs(15))
             .unwrap_or_else(|| panic!("pounce did not start; log:\n{}", p.log_text()));
@@ -151,6 +155,11 @@ impl Pounce {
             line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().trim_end_matches(',');
         let addr = addr.replace("localhost", "127.0.0.1");
         p.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}"));
+        // Logged before `Listening on` when it is bound at start.
+        if let Some(line) = p.wait_log("Metrics on http://", Duration::ZERO) {
+            let addr = line.split("http://").nth(1).unwrap().split("/metrics").next().unwrap();
+            p.metrics_addr = Some(addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}")));
+        }
         p
     }
 

@@ -169,6 +169,15 @@ const OPTIONS: &[Opt] = &[
         help: "Hot upgrade (SIGUSR2 or SIGHUP): how long to wait for the successor to be ready \
                before stopping it and serving on [default: 30]",
     },
+    Opt {
+        field: "metrics_addr",
+        flag: "metrics-addr",
+        env: "POUNCE_METRICS_ADDR",
+        value: "HOST:PORT",
+        help: "Serve Prometheus metrics at http://HOST:PORT/metrics on a listener of their own (never \
+               the app's port), up until exit, through the whole drain; e.g. 0.0.0.0:9090, [::]:9090; \
+               port 0 picks one and logs it [default: off]",
+    },
 ];
 
 /// Adds every server option (and `--access-log`) to `cmd`.
@@ -303,6 +312,12 @@ pub fn config_from_matches(m: &ArgMatches) -> Result<ServerConfig, ConfigError> 
         let choices = [("503", DrainNewConnections::Respond503), ("refuse", DrainNewConnections::Refuse)];
         b = b.drain_new_connections(one_of("drain_new_connections", &v, &choices).map_err(annotate(&s))?);
     }
+    if let Some((v, s)) = get("metrics_addr") {
+        // The form is checked here, so that the error names the variable;
+        // a clash with the app's address is the final build's to find.
+        ServerConfigBuilder::default().workers(1).port(0).metrics_addr(&v).build().map_err(annotate(&s))?;
+        b = b.metrics_addr(v);
+    }
     if let Some((v, s)) = get("pid_file") {
         ServerConfigBuilder::default().workers(1).pid_file(&v).build().map_err(annotate(&s))?;
         b = b.pid_file(v);
@@ -389,6 +404,8 @@ mod tests {
             "/run/pounce.pid",
             "--upgrade-timeout",
             "2.5",
+            "--metrics-addr",
+            "[::1]:9090",
         ])
         .unwrap();
         assert_eq!(c.socket_addr().to_string(), "[::1]:0");
@@ -411,6 +428,7 @@ mod tests {
         assert_eq!(c.drain_new_connections(), DrainNewConnections::Refuse);
         assert_eq!(c.pid_file(), Some(std::path::Path::new("/run/pounce.pid")));
         assert_eq!(c.upgrade_timeout(), Duration::from_millis(2500));
+        assert_eq!(c.metrics_addr(), Some("[::1]:9090".parse().unwrap()));
         assert_eq!(parse(&["--sched-policy", " Batch "]).unwrap().sched_policy(), SchedPolicy::Batch);
         let d = parse(&["--drain-new-connections", "503"]).unwrap();
         assert_eq!(d.drain_new_connections(), DrainNewConnections::Respond503);
@@ -447,6 +465,9 @@ mod tests {
             (&["--pid-file", ""], "pid_file must be a file path"),
             (&["--pid-file", "/run/"], "pid_file must name a file, not a directory"),
             (&["--upgrade-timeout", "0"], "upgrade_timeout must be positive, got 0"),
+            (&["--metrics-addr", "9090"], "metrics_addr must be HOST:PORT"),
+            (&["--metrics-addr", "localhost:http"], "metrics_addr must be HOST:PORT"),
+            (&["--metrics-addr", "127.0.0.1:8000"], "metrics_addr must not be the app's own address"),
         ];
         for (args, want) in cases {
             let e = parse(args).unwrap_err().to_string();

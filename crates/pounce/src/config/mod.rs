@@ -133,6 +133,7 @@ pub struct ServerConfig {
     pub(crate) drain_new_connections: DrainNewConnections,
     pub(crate) pid_file: Option<PathBuf>,
     pub(crate) upgrade_timeout: Duration,
+    pub(crate) metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -218,6 +219,10 @@ impl ServerConfig {
     pub fn upgrade_timeout(&self) -> Duration {
         self.upgrade_timeout
     }
+    /// Where Prometheus metrics are served (`/metrics`), if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
 
     /// How long an idle keep-alive connection may stay open once draining has
     /// begun: 1 s, never more than keep_alive_timeout.
@@ -250,6 +255,7 @@ pub struct ServerConfigBuilder {
     drain_new_connections: DrainNewConnections,
     pid_file: Option<PathBuf>,
     upgrade_timeout: Duration,
+    metrics_addr: Option<String>,
 }
 
 impl Default for ServerConfigBuilder {
@@ -276,6 +282,7 @@ impl Default for ServerConfigBuilder {
             drain_new_connections: DrainNewConnections::Respond503,
             pid_file: None,
             upgrade_timeout: Duration::from_secs(30),
+            metrics_addr: None,
         }
     }
 }
@@ -353,6 +360,15 @@ impl ServerConfigBuilder {
         /// be ready before giving up on it (must be > 0).
         upgrade_timeout: Duration
     );
+    /// Serve Prometheus metrics at `http://HOST:PORT/metrics` on a listener
+    /// of their own (never the app's port), from start-up until the process
+    /// exits. `HOST:PORT` as in `0.0.0.0:9090`, `[::1]:9090`,
+    /// `localhost:9090`, or `:9090` for every IPv4 interface; port 0 picks a
+    /// free one (logged). Off by default.
+    pub fn metrics_addr(mut self, addr: impl Into<String>) -> Self {
+        self.metrics_addr = Some(addr.into());
+        self
+    }
 
     /// Checks every rule and returns the config, or the first broken rule.
     pub fn build(self) -> Result<ServerConfig, ConfigError> {
@@ -377,6 +393,10 @@ impl ServerConfigBuilder {
         if let Some(path) = &self.health_check_path {
             validate_path(path)?;
         }
+        let metrics_addr = match &self.metrics_addr {
+            Some(a) => Some(parse_metrics_addr(a, SocketAddr::new(ip, self.port))?),
+            None => None,
+        };
         at_least_one("max_header_size", self.max_header_size as u64)?;
         if self.max_header_size > 64 << 20 {
             return Err(ConfigError::new(
@@ -423,6 +443,7 @@ impl ServerConfigBuilder {
             drain_new_connections: self.drain_new_connections,
             pid_file: self.pid_file,
             upgrade_timeout: self.upgrade_timeout,
+            metrics_addr,
         })
     }
 }
@@ -435,6 +456,48 @@ fn parse_host(host: &str) -> Result<IpAddr, ConfigError> {
     bare.parse::<IpAddr>().map_err(|_| {
         ConfigError::new("host", format!("must be an IPv4 or IPv6 address or 'localhost', got '{host}'"))
     })
+}
+
+/// `HOST:PORT` for the metrics listener: an IPv4 literal, a bracketed IPv6
+/// literal, `localhost`, or nothing (`:9090`, every IPv4 interface); a port
+/// 0-65535. It must not be the app's own address.
+fn parse_metrics_addr(raw: &str, app: SocketAddr) -> Result<SocketAddr, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            "metrics_addr",
+            format!(
+                "must be HOST:PORT with an IPv4 address, a [bracketed] IPv6 address or localhost, \
+                 and a port from 0 to 65535 (e.g. 0.0.0.0:9090), got '{raw}'"
+            ),
+        )
+    };
+    let s = raw.trim();
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let ip = if host.is_empty() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?.into()
+    } else {
+        // An unbracketed IPv6 address would be ambiguous (`::1:9090`).
+        host.parse::<Ipv4Addr>().map_err(|_| bad())?.into()
+    };
+    let addr = SocketAddr::new(ip, port);
+    let overlaps = ip == app.ip() || ip.is_unspecified() || app.ip().is_unspecified();
+    if port != 0 && port == app.port() && overlaps {
+        return Err(ConfigError::new(
+            "metrics_addr",
+            format!(
+                "must not be the app's own address ({app}): metrics get a listener of their own, got '{raw}'"
+            ),
+        ));
+    }
+    Ok(addr)
 }
 
 fn positive(field: &'static str, d: Duration) -> Result<(), ConfigError> {
@@ -514,6 +577,7 @@ mod tests {
         assert_eq!(c.drain_new_connections(), DrainNewConnections::Respond503);
         assert_eq!(c.pid_file(), None);
         assert_eq!(c.upgrade_timeout(), Duration::from_secs(30));
+        assert_eq!(c.metrics_addr(), None);
         assert!(ServerConfig::default().workers() >= 1);
     }
 
@@ -546,6 +610,8 @@ mod tests {
             (b().pid_file(""), "pid_file"),
             (b().pid_file("/run/pounce/"), "pid_file"),
             (b().pid_file("/"), "pid_file"),
+            (b().metrics_addr("9090"), "metrics_addr"),
+            (b().metrics_addr("127.0.0.1:8000"), "metrics_addr"),
         ];
         for (builder, field) in cases {
             let e = builder.build().unwrap_err();
@@ -561,6 +627,48 @@ mod tests {
         assert_eq!(ok("::1").to_string(), "[::1]:8000");
         assert_eq!(ok("[::]").to_string(), "[::]:8000");
         assert_eq!(ok("0.0.0.0").to_string(), "0.0.0.0:8000");
+    }
+
+    #[test]
+    fn metrics_addresses() {
+        let ok =
+            |a: &str| ServerConfig::builder().workers(1).metrics_addr(a).build().map(|c| c.metrics_addr());
+        assert_eq!(ok("0.0.0.0:9090").unwrap(), Some("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(ok(" :9090 ").unwrap(), Some("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(ok("localhost:0").unwrap(), Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(ok("[::]:9090").unwrap(), Some("[::]:9090".parse().unwrap()));
+        assert_eq!(ok("[::1]:65535").unwrap(), Some("[::1]:65535".parse().unwrap()));
+        // Port 0 never collides; another port of the same host does not either.
+        assert!(ok("127.0.0.1:0").is_ok() && ok("127.0.0.1:8001").is_ok());
+        for bad in [
+            "",
+            "9090",
+            ":",
+            "host:80",
+            "127.0.0.1",
+            "127.0.0.1:",
+            "1.2.3.4:65536",
+            "1.2.3.4:-1",
+            "::1:9090",
+            "[::1]",
+            "[nope]:1",
+            "1.2.3.4:+1",
+            "1.2.3.4:80x",
+        ] {
+            let e = ok(bad).unwrap_err();
+            assert_eq!(e.field(), "metrics_addr", "{bad}");
+            assert!(e.to_string().starts_with("metrics_addr must be HOST:PORT"), "{bad}: {e}");
+        }
+        // The app's own port: on the same host, or where either is a wildcard.
+        for clash in ["127.0.0.1:8000", ":8000", "0.0.0.0:8000"] {
+            let e = ok(clash).unwrap_err();
+            assert!(
+                e.to_string().starts_with("metrics_addr must not be the app's own address (127.0.0.1:8000)"),
+                "{e}"
+            );
+        }
+        let on_wildcard = ServerConfig::builder().workers(1).host("0.0.0.0").metrics_addr("127.0.0.1:8000");
+        assert!(on_wildcard.build().is_err());
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::http::chunked::{ChunkError, ChunkedDecoder};
 use crate::http::request::{Framing, HeadError, RequestHead, parse_head};
 use crate::http::response::{ConnHeader, Head, LAST_CHUNK, OutFraming, encode_chunk, encode_head};
 use crate::http::status::{forbids_body, reason};
+use crate::metrics::worker::Timeout;
 use crate::shutdown::Phase;
 use futures_lite::{FutureExt, StreamExt};
 use std::borrow::Cow;
@@ -94,6 +95,8 @@ pub(crate) struct Conn<'c, H> {
     head: RequestHead,
     accepted: Instant,
     idle_since: Instant,
+    /// When the current request began (for its duration in the metrics).
+    started: Instant,
     served: u64,
     /// The request being handled is a HEAD (its error responses get no body).
     head_request: bool,
@@ -112,6 +115,7 @@ impl<'c, H: Handler> Conn<'c, H> {
             head: RequestHead::default(),
             accepted: now,
             idle_since: now,
+            started: now,
             served: 0,
             head_request: false,
         }
@@ -160,6 +164,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                 Ok(false) => return Flow::KeepAlive,
                 Err(e) => {
                     log_refusal(self.peer, e);
+                    self.started = Instant::now();
                     return self.refuse(e.status());
                 }
             }
@@ -243,6 +248,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                     Ok(false) => {}
                     Err(e) => {
                         log_refusal(self.peer, e);
+                        self.started = request_started.unwrap_or_else(Instant::now);
                         return Next::Refuse(e.status());
                     }
                 }
@@ -283,6 +289,8 @@ impl<'c, H: Handler> Conn<'c, H> {
                 Waited::Timeout if idle => return Next::Quiet,
                 Waited::Timeout => {
                     log::debug!("{}: request head not complete within header_timeout; 408", self.peer);
+                    self.ctx.meter().timeout(Timeout::Header);
+                    self.started = request_started.unwrap_or_else(Instant::now);
                     return Next::Refuse(408);
                 }
                 Waited::Phase(Phase::Forced) => return Next::Forced,
@@ -298,6 +306,7 @@ impl<'c, H: Handler> Conn<'c, H> {
         let cfg = &ctx.config;
         let version = self.head.version();
         let started = Instant::now();
+        self.started = started;
         // Known from here to the end of this request: refusals while reading
         // its body then answer a HEAD without a body too.
         self.head_request = self.head.is_head_method(self.rbuf.data());
@@ -341,6 +350,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                     Response::text(500, "Internal Server Error\n")
                 }
                 Waited::Timeout => {
+                    ctx.meter().timeout(Timeout::Handler);
                     log::warn!(
                         "handler for {} {} exceeded request_timeout ({:.1}s); cancelled, answered 503",
                         req.method(),
@@ -369,10 +379,9 @@ impl<'c, H: Handler> Conn<'c, H> {
             flow = Flow::Close;
         }
 
-        let stats = ctx.shared.stats(ctx.id);
-        stats.requests.fetch_add(1, Ordering::Relaxed);
+        ctx.meter().response(status, started);
         if drain.draining() {
-            stats.drain_requests.fetch_add(1, Ordering::Relaxed);
+            ctx.shared.stats(ctx.id).drain_requests.fetch_add(1, Ordering::Relaxed);
         }
         if cfg.access_log {
             let data = self.rbuf.data();
@@ -474,6 +483,7 @@ impl<'c, H: Handler> Conn<'c, H> {
 
     async fn body_timeout(&mut self) -> Flow {
         log::debug!("{}: request body not complete within request_timeout; 408", self.peer);
+        self.ctx.meter().timeout(Timeout::Body);
         self.refuse(408)
     }
 
@@ -492,6 +502,7 @@ impl<'c, H: Handler> Conn<'c, H> {
     fn refuse(&mut self, status: u16) -> Flow {
         let with_body = !self.head_request;
         encode_error(self.out(), status, &[], with_body);
+        self.ctx.meter().response(status, self.started);
         Flow::Close
     }
 
@@ -666,6 +677,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                             return (Flow::Abort, status, sent);
                         }
                         Waited::Timeout => {
+                            self.ctx.meter().timeout(Timeout::Handler);
                             log::warn!(
                                 "streamed response exceeded request_timeout ({:.1}s); connection closed",
                                 self.ctx.config.request_timeout.as_secs_f64()

@@ -26,8 +26,10 @@ use crate::config::{ServerConfig, available_cpus};
 use crate::exit::ExitStatus;
 use crate::handler::Handler;
 use crate::handover::upgrade::Upgrader;
-use crate::handover::{inherit, keeper, pidfile, successor::Exec};
+use crate::handover::{Origin, inherit, keeper, pidfile, successor::Exec};
 use crate::http::request::{HeadLimits, MAX_TARGET_LEN};
+use crate::metrics::worker::{Meter, ServerMetrics};
+use crate::metrics::{endpoint, exposition::Sources};
 use crate::shutdown::coordinator::{Coordinator, Finish};
 use crate::shutdown::{Shared, signal};
 use glommio::channels::shared_channel;
@@ -47,6 +49,16 @@ pub(crate) struct WorkerBase<H> {
     pub limits: HeadLimits,
     /// Largest a connection's read buffer may grow.
     pub rbuf_cap: usize,
+    /// Every worker's metrics cells, when `--metrics-addr` is set.
+    pub metrics: Option<Arc<ServerMetrics>>,
+}
+
+impl<H> WorkerBase<H> {
+    /// This worker's metrics hooks (no-ops when metrics are off).
+    #[inline]
+    pub(crate) fn meter(&self) -> Meter<'_> {
+        Meter(self.metrics.as_deref().map(|m| m.worker(self.id)))
+    }
 }
 
 /// A worker's shared state inside its thread: the [`WorkerBase`] plus the
@@ -128,6 +140,7 @@ impl<H: Handler> Server<H> {
         let inherited = inherit::from_env()?;
         let signals = signal::install().map_err(|e| format!("cannot register signal handlers: {e}"))?;
         startup::ignore_sigpipe();
+        let successor = inherited.as_ref().is_some_and(|i| matches!(i.origin, Origin::Predecessor { .. }));
         if let Some(path) = &config.pid_file {
             pidfile::check(path)?;
         }
@@ -151,6 +164,9 @@ impl<H: Handler> Server<H> {
                 (listener::Listeners::bound(sockets), None)
             }
         };
+        // Bound now, like the app's port: one taken is an error at start.
+        let metrics_listener =
+            config.metrics_addr.map(|addr| endpoint::prepare(addr, successor)).transpose()?;
         let io_memory = startup::io_memory_per_executor(memlock, n + 2);
 
         // The main thread's executor runs the coordinator; building it first
@@ -165,6 +181,15 @@ impl<H: Handler> Server<H> {
         let config = Arc::new(config);
         let handler = Arc::new(handler);
         let shared = Arc::new(Shared::new(n));
+        let metrics = metrics_listener.as_ref().map(|_| Arc::new(ServerMetrics::new(n)));
+        // Serves until this function returns, after the drain (dropped then).
+        let _endpoint = match (metrics_listener, &metrics) {
+            (Some(l), Some(m)) => Some(
+                endpoint::start(l, Sources { shared: shared.clone(), server: m.clone() })
+                    .map_err(|e| format!("cannot start the metrics thread: {e}"))?,
+            ),
+            _ => None,
+        };
         // glommio's channel connect() is a rendezvous that busy-polls until
         // the peer connects. So that no thread spins while the others are
         // still starting (on two cores, spinners starve them), every peer
@@ -198,6 +223,7 @@ impl<H: Handler> Server<H> {
                     shared: shared.clone(),
                     limits,
                     rbuf_cap,
+                    metrics: metrics.clone(),
                 },
                 listeners: mine,
                 commands: cmd_rx,

@@ -228,6 +228,7 @@ fn dispatch<H: Handler>(
     drain: &Rc<WorkerDrain>,
     rejecting: &Rc<Cell<usize>>,
 ) {
+    ctx.meter().accepted();
     match drain.phase() {
         Phase::Forced => {
             // SAFETY: a descriptor accept just gave us.
@@ -238,7 +239,6 @@ fn dispatch<H: Handler>(
         // successor (or the next instance) took over; serve it.
         Phase::Draining if drain.listener_action() == ListenerAction::Release => {}
         Phase::Draining => {
-            ctx.shared.stats(ctx.id).rejected.fetch_add(1, Ordering::Relaxed);
             refuse(fd, ctx, drain, rejecting, Refusal::Draining);
             return;
         }
@@ -300,6 +300,7 @@ fn refuse<H: Handler>(
     let ctx = ctx.clone();
     let drain = drain.clone();
     glommio::spawn_local(async move {
+        let since = Instant::now();
         // Not registered: refusals are bounded by their own deadlines.
         let mut io = Io::new(&ctx.driver, fd, drain, usize::MAX);
         let (retry_after, wait_for_head) = match why {
@@ -344,6 +345,12 @@ fn refuse<H: Handler>(
                     health::encode_draining(&mut out, ctx.id, io.drain().active(), &ctx.shared);
                 }
                 _ => encode_error(&mut out, 503, &[("Retry-After", retry_after)], true),
+            }
+            // Counted once the 503 is certain: a connection that sends
+            // nothing is closed without one.
+            ctx.meter().response(503, since);
+            if let Refusal::Draining = why {
+                ctx.shared.stats(ctx.id).rejected.fetch_add(1, Ordering::Relaxed);
             }
             if parsed && method == b"HEAD" {
                 // The same head (Content-Length included), no body.

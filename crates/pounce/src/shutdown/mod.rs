@@ -84,13 +84,13 @@ pub(crate) enum Event {
 }
 
 /// Per-worker counters, written only by that worker, read by the coordinator
-/// for `STATUS=` lines and the final summary. Padded so workers never share a
-/// cache line.
+/// for `STATUS=` lines and the final summary, and by a metrics scrape. Padded
+/// so workers never share a cache line. (Requests by status code are the
+/// metrics module's: `metrics::worker`.)
 #[derive(Debug, Default)]
 #[repr(align(128))]
 pub(crate) struct WorkerStats {
     pub active: AtomicUsize,
-    pub requests: AtomicU64,
     /// Responses completed after draining began.
     pub drain_requests: AtomicU64,
     /// New connections answered 503 while draining.
@@ -208,9 +208,9 @@ mod tests {
     #[test]
     fn stats_are_per_worker_and_padded() {
         let s = Shared::new(3);
-        s.stats(2).requests.fetch_add(5, Ordering::Relaxed);
-        s.stats(3).requests.fetch_add(1, Ordering::Relaxed);
-        assert_eq!(s.total(|w| w.requests.load(Ordering::Relaxed)), 6);
+        s.stats(2).rejected.fetch_add(5, Ordering::Relaxed);
+        s.stats(3).rejected.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(s.total(|w| w.rejected.load(Ordering::Relaxed)), 6);
         assert!(std::mem::align_of::<WorkerStats>() >= 128);
     }
 }
