@@ -418,7 +418,7 @@ fn under_tini_the_old_process_stays_up_so_the_container_does_not_stop() {
         std::path::Path::new("/usr/bin/tini").exists(),
         "this test needs tini (apt-get install tini), the init `docker run --init` uses"
     );
-    upgrade_in_a_container(&["/usr/bin/tini", "--"], "Running under a container init");
+    upgrade_in_a_container(&["/usr/bin/tini", "--"], "Running as the container's main process");
 }
 
 #[test]
@@ -505,4 +505,157 @@ fn a_pid_file_that_cannot_be_written_is_a_clear_error_before_binding() {
         "{err}"
     );
     assert!(!err.contains("Listening"), "{err}");
+}
+
+/// Under systemd's `KillMode=mixed`, the main process's exit gets every
+/// other process of the unit SIGKILLed: a successor stopped while its
+/// predecessor still drains must outlive it.
+#[test]
+fn a_successor_stopped_while_its_predecessor_drains_exits_after_it() {
+    procs::become_subreaper();
+    let mut p = Pounce::start(&["demo"]);
+    let mut reaper = Reaper::default();
+    reaper.track(p.pid());
+    let mut slow = Client::connect(p.addr);
+    slow.send(b"GET /sleep/2000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(100));
+    p.signal(libc::SIGUSR2);
+    let next = started_successor(&p, 0);
+    reaper.track(next);
+    p.wait_log(&format!("Upgrade: took over from pid {}", p.pid()), Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("{}", p.log_text()));
+    // `systemctl stop`: SIGTERM to the main process, the successor.
+    signal(next, libc::SIGTERM);
+    p.wait_log(
+        &format!("Waiting for the previous process (pid {}) to finish its drain", p.pid()),
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|| panic!("{}", p.log_text()));
+    // Who exits first: the predecessor must. (The successor is the
+    // predecessor's child until then: its exit shows as a zombie.)
+    let (mut old_exit, mut new_exit) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (old_exit.is_none() || new_exit.is_none()) && Instant::now() < deadline {
+        if old_exit.is_none() {
+            old_exit = p.wait_exit(Duration::ZERO).map(|code| (Instant::now(), code));
+        }
+        if new_exit.is_none() && !procs::alive(next) {
+            new_exit = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let r = slow.read_response(false).expect("the predecessor's slow request completes");
+    assert_eq!((r.status, r.closes()), (200, true));
+    let ((old_at, old_code), new_at) = (old_exit.unwrap(), new_exit.unwrap());
+    assert_eq!(old_code, 0, "{}", p.log_text());
+    assert!(new_at >= old_at, "the successor exited {:?} before its predecessor", old_at - new_at);
+    assert_eq!(procs::wait_exit(next, Duration::from_secs(5)), Some(0), "{}", p.log_text());
+}
+
+/// A successor that is stopped before it was told TAKEOVER (here: its READY
+/// never reaches the old process, which gives up at upgrade_timeout) must
+/// leave the sockets alone: the old process serves on, on the same sockets.
+#[test]
+fn a_successor_stopped_before_the_handover_leaves_the_sockets_serving() {
+    procs::become_subreaper();
+    let dir = tmpdir("lost-ready");
+    let (mut p, pid_file) = start_from_link(&dir, &["--upgrade-timeout", "1.5"]);
+    let mut reaper = Reaper::default();
+    reaper.track(p.pid());
+    // The "new binary": execs the real one, but with a link whose other end
+    // a holder keeps, silent; the real link is held open too, so the old
+    // process hears neither READY nor EOF.
+    let wrapper = format!(
+        r#"#!/usr/bin/env python3
+import os, socket, sys, time
+n = int(os.environ["POUNCE_UPGRADE_FD"])
+real = os.dup(n)
+mine, void = socket.socketpair()
+os.dup2(mine.fileno(), n)
+if os.fork() == 0:
+    time.sleep(30)
+    os._exit(0)
+os.set_inheritable(real, False)
+os.execv("{BIN}", sys.argv)
+"#
+    );
+    let path = dir.join("pounce");
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, wrapper).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let load = Load::start(p.addr, 4, 2);
+    std::thread::sleep(Duration::from_millis(200));
+    p.signal(libc::SIGUSR2);
+    let next = started_successor(&p, 0);
+    reaper.track(next);
+    let line =
+        p.wait_log("Upgrade failed:", Duration::from_secs(10)).unwrap_or_else(|| panic!("{}", p.log_text()));
+    assert!(line.contains("was not ready within 1.5s"), "{line}");
+    std::thread::sleep(Duration::from_millis(500));
+    let tally = load.finish();
+    tally.assert_clean(50, &p.log_text());
+    // Still listening, and still the one named in the pid file.
+    for _ in 0..20 {
+        assert_eq!(common::get(p.addr, "/").status, 200);
+    }
+    assert_eq!(pid_in(&pid_file), Some(p.pid()));
+    assert!(!p.log_text().contains("accept failed"), "{}", p.log_text());
+    for pid in procs::children() {
+        reaper.track(pid);
+    }
+    p.sigterm();
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log_text());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// More workers than sockets: workers share them. In a 503 drain, the first
+/// worker to finish must not shut a shared socket down under the others,
+/// which still answer new connections 503 (they would be refused instead).
+#[test]
+fn a_socket_shared_by_workers_is_closed_by_the_last_one() {
+    procs::become_subreaper();
+    let dir = tmpdir("shared");
+    let link = dir.join("pounce");
+    install_link(&link, Path::new(BIN));
+    let pid_file = dir.join("pounce.pid");
+    let mut cmd =
+        common::command_for(&link, &["demo", "--port", "0", "--pid-file", pid_file.to_str().unwrap()]);
+    cmd.env("POUNCE_WORKERS", "1");
+    let mut p = Pounce::spawn(cmd);
+    let mut reaper = Reaper::default();
+    reaper.track(p.pid());
+    // One socket, then a successor with four workers sharing it.
+    install_script(&link, &format!("export POUNCE_WORKERS=4\nexec -a \"$0\" {BIN} \"$@\""));
+    p.signal(libc::SIGUSR2);
+    let next = procs::pid_file_changes(&pid_file, Some(p.pid()), Duration::from_secs(20)).unwrap();
+    reaper.track(next);
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log_text());
+    // Slow requests keep some workers busy; others have nothing to drain.
+    let slow: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut c = Client::connect(p.addr);
+            c.send(b"GET /sleep/1500 HTTP/1.1\r\nHost: t\r\n\r\n");
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = p.lines().len();
+    signal(next, libc::SIGTERM);
+    p.wait_log_after(before, "Shutting down 4 worker(s)", Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // While any worker drains, a new connection gets the 503, not a refusal.
+    for i in 0..10 {
+        let mut c = Client::connect(p.addr);
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r =
+            c.read_response(false).unwrap_or_else(|| panic!("connection {i}: no answer\n{}", p.log_text()));
+        assert_eq!(r.status, 503, "connection {i}");
+    }
+    for mut c in slow {
+        assert_eq!(c.read_response(false).expect("slow request").status, 200);
+    }
+    assert_eq!(procs::wait_exit(next, Duration::from_secs(10)), Some(0), "{}", p.log_text());
+    assert!(!p.log_text().contains("accept failed"), "{}", p.log_text());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,17 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
+    /// The status a process's exit code stands for (an unknown code is a
+    /// fatal error).
+    pub fn from_code(code: i32) -> ExitStatus {
+        match code {
+            0 => ExitStatus::Clean,
+            2 => ExitStatus::Usage,
+            3 => ExitStatus::Forced,
+            _ => ExitStatus::Fatal,
+        }
+    }
+
     pub fn code(self) -> u8 {
         match self {
             ExitStatus::Clean => 0,

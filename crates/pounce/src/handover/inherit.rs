@@ -33,7 +33,8 @@ pub(crate) const VAR_UPGRADE_FD: &str = "POUNCE_UPGRADE_FD";
 pub(crate) const VAR_HELD: &str = "POUNCE_LISTEN_HELD";
 
 /// The handover variables; a successor gets fresh ones, never these.
-pub(crate) const ALL_VARS: [&str; 5] = [VAR_FDS, VAR_PID, VAR_NAMES, VAR_UPGRADE_FD, VAR_HELD];
+pub(crate) const ALL_VARS: [&str; 6] =
+    [VAR_FDS, VAR_PID, VAR_NAMES, VAR_UPGRADE_FD, VAR_HELD, super::keeper::VAR_CHAIN];
 
 /// What the environment says was passed in, before any descriptor is
 /// looked at.
@@ -73,10 +74,7 @@ pub(crate) fn from_env() -> Result<Option<Inherited>, String> {
     }
     let ready = match plan.ready_fd {
         Some(fd) => {
-            // SAFETY: F_GETFD only reads the descriptor's flags.
-            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-                return Err(format!("{VAR_UPGRADE_FD}={fd}: that descriptor is not open"));
-            }
+            check_link(fd).map_err(|why| format!("{VAR_UPGRADE_FD}={fd}: that descriptor {why}"))?;
             set_cloexec(fd);
             // SAFETY: open, and passed to this process to own.
             Some(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -169,6 +167,21 @@ fn check_listener(fd: RawFd) -> Result<SocketAddr, String> {
     sock.local_addr().ok().and_then(|a| a.as_socket()).ok_or_else(|| "has no local address".to_string())
 }
 
+/// The link to a predecessor must be a unix stream socket (a socket pair).
+fn check_link(fd: RawFd) -> Result<(), String> {
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err("is not open".into());
+    }
+    // SAFETY: open (checked above); borrowed only for these calls.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let sock = SockRef::from(&fd);
+    match (sock.domain(), sock.r#type()) {
+        (Ok(d), Ok(t)) if d == Domain::UNIX && t == Type::STREAM => Ok(()),
+        _ => Err("is not a unix stream socket (it is set by a pounce starting its successor)".into()),
+    }
+}
+
 fn set_cloexec(fd: RawFd) {
     // SAFETY: plain fcntl on a descriptor we were given.
     unsafe {
@@ -255,6 +268,8 @@ mod tests {
         assert_eq!(check_listener(file.as_raw_fd()).unwrap_err(), "is not a socket");
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         assert!(check_listener(a.as_raw_fd()).unwrap_err().contains("unix-domain"));
+        assert_eq!(check_link(a.as_raw_fd()), Ok(()));
+        assert!(check_link(file.as_raw_fd()).unwrap_err().starts_with("is not a unix stream socket"));
         assert_eq!(check_listener(1 << 20).unwrap_err(), "is not open");
     }
 }

@@ -29,30 +29,54 @@ static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
 /// Minimal container inits that exit when their child does.
 const CONTAINER_INITS: [&str; 5] = ["tini", "docker-init", "dumb-init", "catatonit", "podman-init"];
 
-/// Whether this process must outlive a handover: it is PID 1 of its
-/// namespace (a container's init), or the one child of a minimal container
-/// init that would exit with it.
+/// Set in a successor's environment when its predecessor is a keeper (or
+/// passes signals on to one): see [`handed_over`].
+pub(crate) const VAR_CHAIN: &str = "POUNCE_KEEPER_CHAIN";
+
+/// Whether this process must outlive a handover: it is the process a
+/// container runtime started — PID 1 of its namespace, or a process whose
+/// parent is outside its PID namespace (getppid() is 0: Kubernetes with
+/// `shareProcessNamespace`, where PID 1 is the pause process) — or the one
+/// child of a minimal container init that would exit with it.
 pub(crate) fn must_stay() -> bool {
-    if std::process::id() == 1 {
+    // SAFETY: getppid(2) cannot fail.
+    let ppid = unsafe { libc::getppid() };
+    if std::process::id() == 1 || ppid == 0 {
         return true;
     }
-    // SAFETY: getppid(2) cannot fail.
-    let parent_is_init = unsafe { libc::getppid() } == 1;
-    parent_is_init
-        && std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| CONTAINER_INITS.contains(&c.trim()))
+    ppid == 1 && std::fs::read_to_string("/proc/1/comm").is_ok_and(|c| CONTAINER_INITS.contains(&c.trim()))
 }
 
-/// Makes this process the reaper of its orphaned descendants, so that a
-/// successor's own successor is reparented here. (PID 1 already is.)
-pub(crate) fn become_subreaper() {
-    if std::process::id() != 1 {
-        // SAFETY: prctl(2) with an integer argument.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+/// Whether this process's predecessor is a keeper, or passes signals on to
+/// one: then the keeper's signals reach this process, not the one serving
+/// after it, and this process must pass them on after handing over.
+pub(crate) fn chained() -> bool {
+    std::env::var_os(VAR_CHAIN).is_some_and(|v| v == "1")
+}
+
+/// Whether a successor of this process gets [`VAR_CHAIN`].
+pub(crate) fn chain_successor() -> bool {
+    must_stay() || chained()
+}
+
+/// This process handed over to `pid`: a keeper (or a link of a chain under
+/// one) passes every signal on to it from now on.
+pub(crate) fn handed_over(pid: i32) {
+    if must_stay() {
+        // A successor's own successor is reparented here when its parent
+        // exits. (PID 1 is the reaper already.)
+        if std::process::id() != 1 {
+            // SAFETY: prctl(2) with an integer argument.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        }
+        forward_to(pid);
+    } else if chained() {
+        forward_to(pid);
     }
 }
 
 /// From now on, signals go to `pid` (see [`forward`]).
-pub(crate) fn forward_to(pid: i32) {
+fn forward_to(pid: i32) {
     FORWARD_TO.store(pid, Ordering::Release);
 }
 
@@ -63,7 +87,17 @@ pub(crate) fn forward(sig: i32) -> bool {
         return false;
     }
     // SAFETY: kill(2).
-    unsafe { libc::kill(pid, sig) };
+    if unsafe { libc::kill(pid, sig) } != 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    {
+        // It exited just now, and the keeper has not followed its successor
+        // yet: find it.
+        if let Some(next) = successor_child() {
+            forward_to(next);
+            // SAFETY: kill(2).
+            unsafe { libc::kill(next, sig) };
+        }
+    }
     true
 }
 
@@ -72,7 +106,8 @@ pub(crate) fn forward(sig: i32) -> bool {
 pub(crate) fn run(successor: i32) -> ExitStatus {
     let mut current = successor;
     forward_to(current);
-    let role = if std::process::id() == 1 { "Running as PID 1" } else { "Running under a container init" };
+    let role =
+        if std::process::id() == 1 { "Running as PID 1" } else { "Running as the container's main process" };
     log::info!(
         "{role}: staying up as init for pid {current} (signals are forwarded to it; \
          the container exits with its status)"
@@ -92,7 +127,7 @@ pub(crate) fn run(successor: i32) -> ExitStatus {
             continue; // an orphan, reaped
         }
         let ended = Ended::from_status(status);
-        if let Some(next) = children().into_iter().max() {
+        if let Some(next) = successor_child() {
             log::info!("Keeper: pid {current} {ended}; pid {next} serves now");
             current = next;
             forward_to(current);
@@ -100,28 +135,35 @@ pub(crate) fn run(successor: i32) -> ExitStatus {
         }
         log::info!("Keeper: pid {current} {ended}; exiting with its status");
         return match ended {
-            Ended::Exited(0) => ExitStatus::Clean,
-            Ended::Exited(2) => ExitStatus::Usage,
-            Ended::Exited(3) => ExitStatus::Forced,
+            Ended::Exited(code) => ExitStatus::from_code(code),
             _ => ExitStatus::Fatal,
         };
     }
 }
 
-/// This process's children, from `/proc/*/stat` (field 4 is the parent).
-fn children() -> Vec<i32> {
+/// The newest child of this process that is a pounce successor (it was
+/// started with the handover variables), not some other orphan reparented
+/// here.
+fn successor_child() -> Option<i32> {
     let me = std::process::id() as i32;
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let dir = std::fs::read_dir("/proc").ok()?;
     dir.filter_map(|e| {
         let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         // The command name may hold spaces and parentheses: fields start
-        // after the last ')'.
-        let rest = &stat[stat.rfind(')')? + 1..];
-        let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == me).then_some(pid)
+        // after the last ')'. Then: state, ppid, …, starttime (the 20th).
+        let rest: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+        let ppid: i32 = rest.get(1)?.parse().ok()?;
+        let started: u64 = rest.get(19)?.parse().ok()?;
+        if ppid != me || rest.first() == Some(&"Z") {
+            return None;
+        }
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        let is_successor = environ.split(|&b| b == 0).any(|kv| kv.starts_with(b"POUNCE_UPGRADE_FD="));
+        is_successor.then_some((started, pid))
     })
-    .collect()
+    .max()
+    .map(|(_, pid)| pid)
 }
 
 #[cfg(test)]
@@ -129,11 +171,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_its_children() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
-        let found = children();
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(found.contains(&(child.id() as i32)), "{found:?}");
+    fn other_children_are_not_taken_for_a_successor() {
+        let mut plain = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut successor =
+            std::process::Command::new("sleep").arg("5").env("POUNCE_UPGRADE_FD", "4").spawn().unwrap();
+        let found = successor_child();
+        let _ = plain.kill();
+        let _ = successor.kill();
+        let _ = (plain.wait(), successor.wait());
+        assert_eq!(found, Some(successor.id() as i32));
     }
 }

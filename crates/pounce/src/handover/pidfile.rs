@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 /// Fails, with one line, when no file can be created in the pid file's
 /// directory. Checked at start, before anything binds, like a port in use.
 pub(crate) fn check(path: &Path) -> Result<(), String> {
+    // Not create_new: a temporary file left by a crash (same pid: always 1
+    // in a container) must not block every later start.
     let tmp = temp_path(path, std::process::id());
-    let created = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp);
+    let created = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp);
     match created {
         Ok(_) => {
             let _ = std::fs::remove_file(&tmp);

@@ -17,6 +17,7 @@
 //! back to the parent as an errno over a close-on-exec pipe.
 
 use super::inherit::{ALL_VARS, LISTEN_FDS_START, VAR_FDS, VAR_HELD, VAR_NAMES, VAR_PID, VAR_UPGRADE_FD};
+use crate::shutdown::signal_name;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -92,8 +93,15 @@ pub(crate) struct Child {
 const PID_DIGITS: usize = 10;
 
 /// Forks and execs a successor that inherits `sockets` (in this order) and
-/// their `names`; `held` tells it that the service manager holds them too.
-pub(crate) fn spawn(exec: &Exec, sockets: &[RawFd], names: &[String], held: bool) -> io::Result<Child> {
+/// their `names`; `held` tells it that the service manager holds them too,
+/// `chain` that signals reach it through a keeper (`super::keeper`).
+pub(crate) fn spawn(
+    exec: &Exec,
+    sockets: &[RawFd],
+    names: &[String],
+    held: bool,
+    chain: bool,
+) -> io::Result<Child> {
     let n = sockets.len();
     let (ours, theirs) = socket_pair()?;
     let ready_fd = LISTEN_FDS_START + n as RawFd;
@@ -114,6 +122,9 @@ pub(crate) fn spawn(exec: &Exec, sockets: &[RawFd], names: &[String], held: bool
     env.push(cstr(format!("{VAR_UPGRADE_FD}={ready_fd}").as_bytes())?);
     if held {
         env.push(cstr(format!("{VAR_HELD}=1").as_bytes())?);
+    }
+    if chain {
+        env.push(cstr(format!("{}=1", super::keeper::VAR_CHAIN).as_bytes())?);
     }
     // `LISTEN_PID=` followed by room for the digits, filled in by the child.
     let mut pid_var = format!("{VAR_PID}=").into_bytes();
@@ -279,6 +290,8 @@ fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
 pub(crate) enum Ended {
     Exited(i32),
     Killed(i32),
+    /// Collected by someone else (or never ours): no status to tell.
+    Unknown,
 }
 
 impl Ended {
@@ -296,29 +309,22 @@ impl std::fmt::Display for Ended {
         match *self {
             Ended::Exited(code) => write!(f, "exited with status {code}"),
             Ended::Killed(sig) => write!(f, "was killed by signal {sig} ({})", signal_name(sig)),
+            Ended::Unknown => write!(f, "has exited"),
         }
     }
 }
 
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGILL => "SIGILL",
-        libc::SIGINT => "SIGINT",
-        _ => "another signal",
-    }
-}
-
-/// `waitpid(pid, WNOHANG)`: how it ended, if it has.
-pub(crate) fn try_wait(pid: i32) -> Option<Ended> {
+/// `waitpid(pid, WNOHANG)`: how it ended, if it has; an error (ECHILD) if it
+/// is not a child of this process.
+pub(crate) fn try_wait(pid: i32) -> io::Result<Option<Ended>> {
     let mut status = 0;
     // SAFETY: waitpid(2) on our own child.
     let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    (r == pid).then(|| Ended::from_status(status))
+    match r {
+        r if r == pid => Ok(Some(Ended::from_status(status))),
+        0 => Ok(None),
+        _ => Err(io::Error::last_os_error()),
+    }
 }
 
 /// `waitpid(pid, 0)`, for a child that is known to be ending.
@@ -368,7 +374,7 @@ mod tests {
     fn a_missing_binary_is_an_exec_error() {
         let exec =
             Exec { path: PathBuf::from("/nonexistent/pounce"), args: vec!["pounce".into()], env: vec![] };
-        let e = spawn(&exec, &[], &[], false).err().expect("exec must fail");
+        let e = spawn(&exec, &[], &[], false, false).err().expect("exec must fail");
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 
@@ -385,7 +391,7 @@ mod tests {
             ],
             env: vec![],
         };
-        let child = spawn(&exec, &[listener.as_raw_fd()], &["web".into()], false).unwrap();
+        let child = spawn(&exec, &[listener.as_raw_fd()], &["web".into()], false, false).unwrap();
         let mut out = [0u8; 128];
         let n = read_full(child.ready.as_raw_fd(), &mut out);
         let line = String::from_utf8_lossy(&out[..n]);

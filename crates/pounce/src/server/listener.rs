@@ -14,10 +14,12 @@ use crate::handover::Origin;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Every listening socket of this process and where they came from. The
 /// coordinator keeps these (to pass them to a successor); each worker gets
-/// duplicates of its share ([`Listeners::for_worker`]), so it can close its
+/// duplicates of its share ([`Listeners::shares`]), so it can close its
 /// own without touching anyone else's.
 pub(crate) struct Listeners {
     pub sockets: Vec<Socket>,
@@ -43,9 +45,38 @@ impl Listeners {
         all
     }
 
-    /// Duplicates of the sockets worker `w` (0-based) of `workers` accepts on.
-    pub(crate) fn for_worker(&self, w: usize, workers: usize) -> io::Result<Vec<Socket>> {
-        share(self.sockets.len(), workers, w).into_iter().map(|i| self.sockets[i].try_clone()).collect()
+    /// Each worker's share: duplicates of the sockets worker `w` (0-based)
+    /// of `workers` accepts on, with a count of the workers sharing each.
+    pub(crate) fn shares(&self, workers: usize) -> io::Result<Vec<Vec<WorkerListener>>> {
+        let users: Vec<Arc<AtomicUsize>> =
+            self.sockets.iter().map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        let mut all = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let mut mine = Vec::new();
+            for i in share(self.sockets.len(), workers, w) {
+                users[i].fetch_add(1, Ordering::Relaxed);
+                mine.push(WorkerListener { socket: self.sockets[i].try_clone()?, users: users[i].clone() });
+            }
+            all.push(mine);
+        }
+        Ok(all)
+    }
+}
+
+/// A worker's own descriptor of a listening socket, which other workers may
+/// share (more workers than sockets).
+pub(crate) struct WorkerListener {
+    pub socket: Socket,
+    /// Workers that still accept on this socket.
+    users: Arc<AtomicUsize>,
+}
+
+impl WorkerListener {
+    /// This worker is done with the socket; true if it was the last one
+    /// accepting on it, and so the one to close it: shutting a socket down
+    /// under workers still serving it would stop them too.
+    pub(crate) fn leave(&self) -> bool {
+        self.users.fetch_sub(1, Ordering::AcqRel) == 1
     }
 }
 

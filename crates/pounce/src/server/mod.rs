@@ -140,6 +140,7 @@ impl<H: Handler> Server<H> {
         let inherited = inherit::from_env()?;
         let signals = signal::install().map_err(|e| format!("cannot register signal handlers: {e}"))?;
         startup::ignore_sigpipe();
+        startup::default_sigchld();
         let successor = inherited.as_ref().is_some_and(|i| matches!(i.origin, Origin::Predecessor { .. }));
         if let Some(path) = &config.pid_file {
             pidfile::check(path)?;
@@ -206,10 +207,11 @@ impl<H: Handler> Server<H> {
         let (started_tx, started_rx) = mpsc::channel::<(usize, Result<(), String>)>();
         let mut commands = Vec::with_capacity(n);
         let mut events = Vec::with_capacity(n);
+        let mut shares =
+            listeners.shares(n).map_err(|e| format!("cannot share the listening sockets: {e}"))?.into_iter();
         for k in 0..n {
             let id = k + 1;
-            let mine =
-                listeners.for_worker(k, n).map_err(|e| format!("cannot share the listening sockets: {e}"))?;
+            let mine = shares.next().unwrap_or_default();
             let (cmd_tx, cmd_rx) = shared_channel::new_bounded(4);
             let (ev_tx, ev_rx) = shared_channel::new_bounded(8);
             commands.push(cmd_tx);

@@ -41,6 +41,23 @@ pub(crate) fn ignore_sigpipe() {
     }
 }
 
+/// A hot upgrade waits for its successor with `waitpid(2)`, and so does a
+/// container's keeper: an ignored SIGCHLD, which a parent can leave behind
+/// across exec, would make the kernel reap children on its own and every
+/// wait fail. Back to the default (no handler: nothing else changes).
+pub(crate) fn default_sigchld() {
+    // SAFETY: querying and then setting a signal disposition; no handler
+    // code of ours runs.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0
+            && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0)
+        {
+            libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        }
+    }
+}
+
 pub(crate) fn raise_memlock() -> Memlock {
     // SAFETY: getrlimit/setrlimit on a stack struct.
     unsafe {

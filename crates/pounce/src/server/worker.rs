@@ -19,6 +19,7 @@
 
 use super::connection::{Conn, LINGER, encode_error};
 use super::io::{Io, Waited, Watch};
+use super::listener::WorkerListener;
 use super::uring::{Driver, SendBuf};
 use super::{WorkerBase, WorkerCtx, health};
 use crate::handler::Handler;
@@ -60,7 +61,7 @@ pub(crate) struct WorkerInit<H> {
     pub go: Arc<Barrier>,
     pub base: WorkerBase<H>,
     /// This worker's own descriptors of the sockets it accepts on.
-    pub listeners: Vec<socket2::Socket>,
+    pub listeners: Vec<WorkerListener>,
     pub commands: SharedReceiver<Command>,
     pub events: SharedSender<Event>,
 }
@@ -98,14 +99,14 @@ pub(crate) async fn run<H: Handler>(init: WorkerInit<H>, driver: Driver) {
     })
     .detach();
 
-    let fds: Vec<RawFd> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+    let fds: Vec<RawFd> = listeners.iter().map(|l| l.socket.as_raw_fd()).collect();
     ctx.driver.listen(&fds);
     let _ = events.try_send(Event::Ready);
     let rejecting = Rc::new(Cell::new(0usize));
-    accept_loop(&ctx, &drain, &rejecting, &fds).await;
+    accept_loop(&ctx, &drain, &rejecting, &listeners).await;
     let forced = drain.phase() == Phase::Forced;
     if drain.listener_action() == ListenerAction::Respond503 {
-        close_listeners(&fds, &ctx, &drain, &rejecting, CLOSE_SETTLE).await;
+        close_listeners(&listeners, &ctx, &drain, &rejecting, CLOSE_SETTLE).await;
         finish_accepts(&ctx, &drain, &rejecting).await;
     }
     // Our own descriptors only: a socket another process holds stays open.
@@ -152,11 +153,13 @@ async fn accept_loop<H: Handler>(
     ctx: &Rc<WorkerCtx<H>>,
     drain: &Rc<WorkerDrain>,
     rejecting: &Rc<Cell<usize>>,
-    listeners: &[RawFd],
+    listeners: &[WorkerListener],
 ) {
     // Accepting has stopped and no accept is in flight any more.
     let mut accept_done = false;
     let mut stopped = false;
+    let mut failed_accepts = 0u64;
+    let mut last_warned: Option<Instant> = None;
     loop {
         let phase = drain.phase();
         // Draining ends when the last connection is gone, and, once the
@@ -196,8 +199,17 @@ async fn accept_loop<H: Handler>(
             Some(None) => accept_done = true,
             Some(Some(Ok(fd))) => dispatch(fd, ctx, drain, rejecting),
             Some(Some(Err(e))) => {
-                // EMFILE/ENFILE/ENOBUFS: back off briefly rather than spin.
-                log::warn!("Worker {}: accept failed: {e}", ctx.id);
+                // EMFILE/ENFILE/ENOBUFS: back off briefly rather than spin,
+                // and say so once a second, not a hundred times.
+                failed_accepts += 1;
+                if last_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    log::warn!(
+                        "Worker {}: accept failed: {e} ({failed_accepts} time(s) in the last second)",
+                        ctx.id
+                    );
+                    last_warned = Some(Instant::now());
+                    failed_accepts = 0;
+                }
                 Timer::new(Duration::from_millis(10)).await;
             }
         }
@@ -206,7 +218,7 @@ async fn accept_loop<H: Handler>(
 
 /// Draining with `Refuse` or `Release`: stop accepting now.
 async fn stop_listening<H: Handler>(
-    listeners: &[RawFd],
+    listeners: &[WorkerListener],
     action: ListenerAction,
     ctx: &Rc<WorkerCtx<H>>,
     drain: &Rc<WorkerDrain>,
@@ -378,7 +390,7 @@ fn refuse<H: Handler>(
 /// sockets no other process serves (never with `Release`): shutdown(2) acts on
 /// the socket itself, not on this process's descriptor.
 async fn close_listeners<H: Handler>(
-    listeners: &[RawFd],
+    listeners: &[WorkerListener],
     ctx: &Rc<WorkerCtx<H>>,
     drain: &Rc<WorkerDrain>,
     rejecting: &Rc<Cell<usize>>,
@@ -388,16 +400,18 @@ async fn close_listeners<H: Handler>(
     for conn in ctx.driver.take_accepted() {
         dispatch(conn, ctx, drain, rejecting);
     }
+    // Sockets other workers still accept on are theirs to close.
+    let mine: Vec<RawFd> = listeners.iter().filter(|l| l.leave()).map(|l| l.socket.as_raw_fd()).collect();
     if drain.phase() != Phase::Forced {
-        for &fd in listeners {
+        for &fd in &mine {
             set_nonblocking(fd);
             if let Err(e) = drop_new_syns(fd) {
                 log::debug!("Worker {}: cannot filter new connections while closing: {e}", ctx.id);
             }
         }
         let until = Instant::now() + settle;
-        loop {
-            for &fd in listeners {
+        while !mine.is_empty() {
+            for &fd in &mine {
                 while let Some(conn) = accept_pending(fd) {
                     dispatch(conn, ctx, drain, rejecting);
                 }
@@ -408,7 +422,7 @@ async fn close_listeners<H: Handler>(
             Timer::new(Duration::from_millis(10)).await;
         }
     }
-    for &fd in listeners {
+    for &fd in &mine {
         // SAFETY: the listener's descriptor, still open. shutdown(2) on a
         // listening socket stops it listening and fails any accept still
         // pending in io_uring.

@@ -22,13 +22,14 @@
 use super::{Command, Event, ListenerAction, Phase, Shared, notify, signal::is_upgrade, signal_name};
 use crate::config::{DrainNewConnections, ServerConfig};
 use crate::exit::ExitStatus;
-use crate::handover::upgrade::{self, Outcome, Upgrader};
-use crate::handover::{Origin, keeper, pidfile};
+use crate::handover::lineage::{Lineage, LinkEvent};
+use crate::handover::upgrade::Upgrader;
+use crate::handover::watch::{self, Outcome};
+use crate::handover::{Origin, keeper};
 use futures_lite::future;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use glommio::timer::Timer;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
@@ -45,8 +46,8 @@ pub(crate) struct Coordinator {
     pub config: Arc<ServerConfig>,
     pub shared: Arc<Shared>,
     pub upgrader: Upgrader,
-    /// Where to report readiness when this process is a hot upgrade's
-    /// successor.
+    /// This process's end of the link to its predecessor, when it is a hot
+    /// upgrade's successor.
     pub predecessor: Option<OwnedFd>,
     pub commands: Vec<ConnectedSender<Command>>,
     pub events: Vec<ConnectedReceiver<Event>>,
@@ -65,6 +66,7 @@ enum Wake {
     Worker(usize, Option<Event>),
     Signal(i32),
     Upgrade(Outcome),
+    Link(LinkEvent),
     Timer,
 }
 
@@ -76,9 +78,56 @@ enum WorkerState {
     Dead,
 }
 
+/// The coordinator's state while it runs; the timeline is [`Coordinator::run`].
+struct Run {
+    state: Vec<WorkerState>,
+    status: ExitStatus,
+    upgrader: Upgrader,
+    lineage: Lineage,
+    /// The successor this process handed over to.
+    successor: Option<i32>,
+    deliver: Rc<dyn Fn(Outcome)>,
+    deliver_link: Rc<dyn Fn(LinkEvent)>,
+}
+
+impl Run {
+    fn live_workers(&self) -> bool {
+        self.state.iter().any(|s| matches!(s, WorkerState::Starting | WorkerState::Serving))
+    }
+
+    /// Wakes after the serving phase: worker reports, signals that change
+    /// nothing now, upgrade outcomes and link events.
+    fn on_wake_while_stopping(&mut self, wake: Wake) {
+        match wake {
+            Wake::Worker(k, ev) => dead_or_stopped(&mut self.state, k, ev, &mut self.status),
+            Wake::Signal(s) if is_upgrade(s) => match self.successor {
+                Some(pid) => log::warn!(
+                    "Received {} after handing over to pid {pid} — ignored (signal that process instead)",
+                    signal_name(s)
+                ),
+                None => log::warn!("Received {} while shutting down — ignored", signal_name(s)),
+            },
+            Wake::Signal(s) => {
+                if let Some(pid) = self.successor {
+                    log::info!(
+                        "{} changes nothing: already draining after handing over to pid {pid}",
+                        signal_name(s)
+                    );
+                }
+            }
+            Wake::Upgrade(o) => {
+                // Shutting down: a successor that is ready now is stopped.
+                self.upgrader.settle(o, true, &self.deliver);
+            }
+            Wake::Link(ev) => self.lineage.on_event(ev),
+            Wake::Timer => {}
+        }
+    }
+}
+
 impl Coordinator {
     pub(crate) async fn run(self) -> Finish {
-        let Coordinator { config, shared, mut upgrader, predecessor, commands, events, signals } = self;
+        let Coordinator { config, shared, upgrader, predecessor, commands, events, signals } = self;
         let n = commands.len();
         let (wake_tx, wakes) = local_channel::new_unbounded();
         let wake_tx = Rc::new(wake_tx);
@@ -89,17 +138,29 @@ impl Coordinator {
                 let _ = tx.try_send(Wake::Upgrade(o));
             })
         };
-        let mut state = vec![WorkerState::Starting; n];
-        let mut status = ExitStatus::Clean;
-        let mut successor = None;
+        let deliver_link: Rc<dyn Fn(LinkEvent)> = {
+            let tx = wake_tx.clone();
+            Rc::new(move |e| {
+                let _ = tx.try_send(Wake::Link(e));
+            })
+        };
+        let mut run = Run {
+            state: vec![WorkerState::Starting; n],
+            status: ExitStatus::Clean,
+            upgrader,
+            lineage: Lineage::new(config.pid_file.clone()),
+            successor: None,
+            deliver,
+            deliver_link,
+        };
 
         // Start-up: wait until every worker listens (or a signal/death).
         let mut signalled = false;
-        while state.contains(&WorkerState::Starting) && !signalled {
+        while run.state.contains(&WorkerState::Starting) && !signalled {
             match next(&wakes, &signals, None).await {
                 Wake::Worker(k, ev) => {
-                    dead_or_stopped(&mut state, k, ev, &mut status);
-                    if status == ExitStatus::Fatal {
+                    dead_or_stopped(&mut run.state, k, ev, &mut run.status);
+                    if run.status == ExitStatus::Fatal {
                         break;
                     }
                 }
@@ -107,40 +168,53 @@ impl Coordinator {
                     log::warn!("Received {} while starting — ignored (not serving yet)", signal_name(s));
                 }
                 Wake::Signal(_) => signalled = true,
-                Wake::Upgrade(_) | Wake::Timer => {}
+                Wake::Upgrade(_) | Wake::Link(_) | Wake::Timer => {}
             }
         }
-        if status == ExitStatus::Clean && !signalled {
-            let listeners = upgrader.listeners();
+        if run.status == ExitStatus::Clean && !signalled {
+            let listeners = run.upgrader.listeners();
             let addrs = listeners.addrs();
             let inherited = match listeners.origin {
                 Origin::Bound => String::new(),
                 _ => format!(" on {} inherited socket(s)", listeners.sockets.len()),
             };
-            // The pid file first: by the time anyone acts on this process's
-            // readiness (the log line, systemd, the predecessor), it names it.
-            if let Some(path) = &config.pid_file
-                && let Err(e) = pidfile::write(path, std::process::id())
-            {
-                log::error!("cannot write the pid file {}: {e}", path.display());
+            let successor_of = predecessor.is_some();
+            if !successor_of {
+                // The pid file first: by the time anyone acts on this
+                // process's readiness (the log line, systemd), it names it.
+                run.lineage.ready(None, run.deliver_link.clone());
             }
             log::info!("Listening on {} with {n} worker(s){inherited}", display_addrs(&config, &addrs));
-            announce_ready(predecessor, &addrs, n);
+            if successor_of {
+                // The predecessor answers TAKEOVER and tells systemd the new
+                // main pid: this process is not the service until then.
+                run.lineage.ready(predecessor, run.deliver_link.clone());
+            } else {
+                let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                notify::notify(&format!("READY=1\nSTATUS=Serving on {} with {n} worker(s)", list.join(", ")));
+            }
 
             // Running: until a signal, a handover or a worker death.
             loop {
                 match next(&wakes, &signals, None).await {
-                    Wake::Signal(s) if is_upgrade(s) => upgrader.request(s, deliver.clone()),
+                    Wake::Signal(s) if is_upgrade(s) => run.upgrader.request(s, run.deliver.clone()),
                     Wake::Signal(_) => break,
                     Wake::Upgrade(o) => {
-                        if let Some(pid) = upgrader.settle(o) {
-                            successor = Some(pid);
+                        // A stop signal may already be on its way (the signal
+                        // thread publishes it first): then no handover.
+                        if let Some((pid, link)) =
+                            run.upgrader.settle(o, shared.shutting_down(), &run.deliver)
+                        {
+                            hand_over(&shared, pid, &addrs);
+                            run.lineage.handed_over(pid, link, run.deliver_link.clone());
+                            run.successor = Some(pid);
                             break;
                         }
                     }
+                    Wake::Link(ev) => run.lineage.on_event(ev),
                     Wake::Worker(k, ev) => {
-                        dead_or_stopped(&mut state, k, ev, &mut status);
-                        if status == ExitStatus::Fatal {
+                        dead_or_stopped(&mut run.state, k, ev, &mut run.status);
+                        if run.status == ExitStatus::Fatal {
                             shared.advance(Phase::LameDuck);
                             break;
                         }
@@ -149,13 +223,11 @@ impl Coordinator {
                 }
             }
 
-            if let Some(pid) = successor {
-                hand_over(&shared, pid, &addrs);
-            } else {
-                upgrader.abort();
+            if run.successor.is_none() {
+                run.upgrader.abort();
                 // Lame duck: keep serving, health already answers 503.
                 let delay = config.shutdown_delay;
-                if !delay.is_zero() && status == ExitStatus::Clean {
+                if !delay.is_zero() && run.status == ExitStatus::Clean {
                     log::info!(
                         "Waiting {:.1}s (shutdown_delay) before draining; health checks answer 503 meanwhile",
                         delay.as_secs_f64()
@@ -163,17 +235,22 @@ impl Coordinator {
                     let until = Instant::now() + delay;
                     while Instant::now() < until {
                         let wake = next(&wakes, &signals, Some(until)).await;
-                        on_wake_while_stopping(wake, &mut state, &mut status, &mut upgrader, successor);
+                        run.on_wake_while_stopping(wake);
                     }
                 }
             }
         } else {
-            upgrader.abort();
+            run.upgrader.abort();
         }
 
-        // Drain.
+        // Drain. The sockets are left alone (Release) when another process
+        // serves them: the successor this process handed over to, the
+        // predecessor that has not handed over yet, or the service manager.
         shared.advance(Phase::Draining);
-        let action = if successor.is_some() || upgrader.listeners().origin.held_elsewhere() {
+        let action = if run.successor.is_some()
+            || !run.lineage.owns_sockets()
+            || run.upgrader.listeners().origin.held_elsewhere()
+        {
             ListenerAction::Release
         } else {
             match config.drain_new_connections {
@@ -181,17 +258,17 @@ impl Coordinator {
                 DrainNewConnections::Refuse => ListenerAction::Refuse,
             }
         };
-        let live = state.iter().filter(|s| **s != WorkerState::Dead).count();
+        let live = run.state.iter().filter(|s| **s != WorkerState::Dead).count();
         log::info!("Shutting down {live} worker(s)...");
         let drain_started = Instant::now();
         for (k, tx) in commands.iter().enumerate() {
-            if state[k] != WorkerState::Dead {
+            if run.state[k] != WorkerState::Dead {
                 let _ = tx.try_send(Command::Drain(action));
             }
         }
         let deadline = drain_started + config.shutdown_timeout;
         let mut next_status = drain_started;
-        while state.iter().any(|s| matches!(s, WorkerState::Starting | WorkerState::Serving)) {
+        while run.live_workers() {
             let now = Instant::now();
             if now >= deadline {
                 break;
@@ -202,11 +279,12 @@ impl Coordinator {
                 next_status = now + STATUS_EVERY;
             }
             let wake = next(&wakes, &signals, Some(deadline.min(next_status))).await;
-            on_wake_while_stopping(wake, &mut state, &mut status, &mut upgrader, successor);
+            run.on_wake_while_stopping(wake);
         }
 
-        let laggards: Vec<usize> =
-            (0..n).filter(|&k| matches!(state[k], WorkerState::Starting | WorkerState::Serving)).collect();
+        let laggards: Vec<usize> = (0..n)
+            .filter(|&k| matches!(run.state[k], WorkerState::Starting | WorkerState::Serving))
+            .collect();
         if !laggards.is_empty() {
             shared.advance(Phase::Forced);
             for &k in &laggards {
@@ -219,21 +297,19 @@ impl Coordinator {
             }
             notify::notify("STATUS=Force terminating");
             let until = Instant::now() + FORCE_GRACE;
-            while state.iter().any(|s| matches!(s, WorkerState::Starting | WorkerState::Serving))
-                && Instant::now() < until
-            {
+            while run.live_workers() && Instant::now() < until {
                 let wake = next(&wakes, &signals, Some(until)).await;
-                on_wake_while_stopping(wake, &mut state, &mut status, &mut upgrader, successor);
+                run.on_wake_while_stopping(wake);
             }
-            for (k, s) in state.iter().enumerate() {
+            for (k, s) in run.state.iter().enumerate() {
                 if matches!(s, WorkerState::Starting | WorkerState::Serving) {
                     log::error!("Worker {} did not respond to force termination; exiting anyway", k + 1);
                 }
             }
-            if status != ExitStatus::Fatal {
-                status = ExitStatus::Forced;
+            if run.status != ExitStatus::Fatal {
+                run.status = ExitStatus::Forced;
             }
-        } else if status == ExitStatus::Clean {
+        } else if run.status == ExitStatus::Clean {
             log::info!("All workers stopped");
         }
 
@@ -245,54 +321,37 @@ impl Coordinator {
             "Drain finished in {:.2}s: {completed} request(s) completed during the drain, \
              {rejected} connection(s) answered 503, {forced} connection(s) force-closed; exit code {}",
             took.as_secs_f64(),
-            status.code()
+            run.status.code()
         );
 
-        // A successor this process started and stopped must be gone before
-        // it exits: no orphan.
+        // Before exiting: a successor this process started and stopped must
+        // be gone (no orphan), and a predecessor still draining after handing
+        // over to this one is waited for (under systemd's KillMode=mixed,
+        // the main process's exit gets it SIGKILLed mid-drain).
         let until = Instant::now().max(deadline) + FORCE_GRACE;
-        while upgrader.pending() && Instant::now() < until {
-            if let Some(pid) = upgrader.stopping() {
-                let ended = upgrade::reap(pid, until.saturating_duration_since(Instant::now())).await;
-                upgrader.reaped(ended);
+        if let Some(pid) = run.lineage.predecessor_draining() {
+            log::info!("Waiting for the previous process (pid {pid}) to finish its drain before exiting");
+        }
+        while (run.upgrader.pending() || run.lineage.predecessor_draining().is_some())
+            && Instant::now() < until
+        {
+            if let Some(pid) = run.upgrader.stopping() {
+                let ended = watch::reap(pid, until.saturating_duration_since(Instant::now())).await;
+                run.upgrader.reaped(ended);
                 continue;
             }
             let wake = next(&wakes, &signals, Some(until)).await;
-            on_wake_while_stopping(wake, &mut state, &mut status, &mut upgrader, successor);
+            run.on_wake_while_stopping(wake);
         }
-        upgrader.kill_remaining();
-        Finish { status, successor }
-    }
-}
-
-/// The workers listen: tell whoever waits. A hot upgrade's predecessor
-/// learns it on its readiness socket and then tells systemd itself (it is
-/// the unit's main process until then); otherwise systemd gets `READY=1`.
-fn announce_ready(predecessor: Option<OwnedFd>, addrs: &[SocketAddr], workers: usize) {
-    match predecessor {
-        Some(fd) => {
-            let mut sock = std::os::unix::net::UnixStream::from(fd);
-            match sock.write_all(upgrade::READY_LINE) {
-                Ok(()) => log::info!("Upgrade: ready; told the previous process to hand over"),
-                Err(e) => log::warn!("Upgrade: cannot tell the previous process that this one is ready: {e}"),
-            }
-            // The predecessor tells systemd MAINPID= (it is the main process
-            // until then); from now on this process speaks for the service.
-            notify::resume();
-        }
-        None => {
-            let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-            notify::notify(&format!(
-                "READY=1\nSTATUS=Serving on {} with {workers} worker(s)",
-                list.join(", ")
-            ));
-        }
+        run.upgrader.kill_remaining();
+        Finish { status: run.status, successor: run.successor }
     }
 }
 
 /// The successor serves: systemd follows it as the main process, health
-/// keeps answering ok through this drain, and a container's init forwards
-/// its signals to the successor from now on (`handover::keeper`).
+/// keeps answering ok through this drain, and a container's init (and each
+/// process of a chain of upgrades under one) passes its signals on to the
+/// successor from now on (`handover::keeper`).
 fn hand_over(shared: &Shared, pid: i32, addrs: &[SocketAddr]) {
     let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
     log::info!(
@@ -306,43 +365,7 @@ fn hand_over(shared: &Shared, pid: i32, addrs: &[SocketAddr]) {
         std::process::id()
     ));
     notify::stop();
-    if keeper::must_stay() {
-        keeper::become_subreaper();
-        keeper::forward_to(pid);
-    }
-}
-
-/// Wakes after the serving phase: worker reports, signals that change
-/// nothing now, and upgrade outcomes.
-fn on_wake_while_stopping(
-    wake: Wake,
-    state: &mut [WorkerState],
-    status: &mut ExitStatus,
-    upgrader: &mut Upgrader,
-    successor: Option<i32>,
-) {
-    match wake {
-        Wake::Worker(k, ev) => dead_or_stopped(state, k, ev, status),
-        Wake::Signal(s) if is_upgrade(s) => match successor {
-            Some(pid) => log::warn!(
-                "Received {} after handing over to pid {pid} — ignored (signal that process instead)",
-                signal_name(s)
-            ),
-            None => log::warn!("Received {} while shutting down — ignored", signal_name(s)),
-        },
-        Wake::Signal(s) => {
-            if let Some(pid) = successor {
-                log::info!(
-                    "{} changes nothing: already draining after handing over to pid {pid}",
-                    signal_name(s)
-                );
-            }
-        }
-        Wake::Upgrade(o) => {
-            upgrader.settle(o);
-        }
-        Wake::Timer => {}
-    }
+    keeper::handed_over(pid);
 }
 
 fn dead_or_stopped(state: &mut [WorkerState], k: usize, ev: Option<Event>, status: &mut ExitStatus) {

@@ -173,6 +173,11 @@ pub(crate) fn signal_name(signo: i32) -> &'static str {
         libc::SIGINT => "SIGINT",
         libc::SIGUSR2 => "SIGUSR2",
         libc::SIGHUP => "SIGHUP",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
         _ => "signal",
     }
 }

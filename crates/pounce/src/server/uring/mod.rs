@@ -150,12 +150,16 @@ struct Listening {
     fd: RawFd,
     /// An accept is in flight on it.
     armed: bool,
+    /// It was shut down under us (EINVAL): never armed again.
+    dead: bool,
 }
 
 #[derive(Default)]
 struct AcceptState {
     listeners: Vec<Listening>,
     stopped: bool,
+    /// An accept has succeeded: multishot accept works on this kernel.
+    accepted_any: bool,
     queue: VecDeque<RawFd>,
     error: Option<i32>,
     waker: Option<Waker>,
@@ -453,12 +457,23 @@ impl Driver {
         } else {
             match -res {
                 libc::ECANCELED => {}
-                libc::EINVAL if self.multishot_accept.get() => {
+                libc::EINVAL if self.multishot_accept.get() && !a.accepted_any => {
                     log::debug!("multishot accept unsupported; using one-shot accepts");
                     self.multishot_accept.set(false);
                 }
+                libc::EINVAL => {
+                    // The socket stopped listening: shut down by whoever
+                    // else holds it. Nothing more will come from it.
+                    if let Some(l) = a.listeners.get_mut(listener as usize) {
+                        l.dead = true;
+                        log::debug!("listening socket fd {} was shut down; no longer accepting on it", l.fd);
+                    }
+                }
                 e => a.error = Some(e),
             }
+        }
+        if res >= 0 {
+            a.accepted_any = true;
         }
         if !more && let Some(l) = a.listeners.get_mut(listener as usize) {
             l.armed = false;
@@ -798,7 +813,7 @@ impl Driver {
     /// Starts accepting on each of `listeners` (multishot).
     pub(crate) fn listen(&self, listeners: &[RawFd]) {
         self.accept.borrow_mut().listeners =
-            listeners.iter().map(|&fd| Listening { fd, armed: false }).collect();
+            listeners.iter().map(|&fd| Listening { fd, armed: false, dead: false }).collect();
         for i in 0..listeners.len() {
             self.arm_accept(i);
         }
@@ -809,7 +824,7 @@ impl Driver {
             let mut a = self.accept.borrow_mut();
             let stopped = a.stopped;
             match a.listeners.get_mut(i) {
-                Some(l) if !l.armed && !stopped => {
+                Some(l) if !l.armed && !l.dead && !stopped => {
                     l.armed = true;
                     l.fd
                 }
@@ -837,16 +852,16 @@ impl Driver {
         if let Some(e) = a.error.take() {
             return Poll::Ready(Some(Err(io::Error::from_raw_os_error(e))));
         }
-        let disarmed: Vec<usize> =
-            a.listeners.iter().enumerate().filter(|(_, l)| !l.armed).map(|(i, _)| i).collect();
-        if a.stopped && disarmed.len() == a.listeners.len() {
+        if a.stopped && a.listeners.iter().all(|l| !l.armed) {
             return Poll::Ready(None);
         }
         a.waker = Some(cx.waker().clone());
-        let stopped = a.stopped;
+        let rearm = !a.stopped && a.listeners.iter().any(|l| !l.armed && !l.dead);
+        let n = a.listeners.len();
         drop(a);
-        if !stopped {
-            for i in disarmed {
+        if rearm {
+            // (arm_accept skips the armed and the dead.)
+            for i in 0..n {
                 self.arm_accept(i);
             }
         }
