@@ -929,6 +929,10 @@ fn systemd_socket_unit_reload_and_restart_drop_nothing() {
     assert!(backlog >= 1024, "room for connections that wait during a restart: {backlog}");
     assert!(!unit_get(&sock_unit, "ListenStream").is_empty());
     let (s, d) = systemd_unit();
+    // The successor is reparented here when the old process exits, and
+    // killed (by pid, while still ours) if the test fails.
+    common::procs::become_subreaper();
+    let mut reaper = common::procs::Reaper::default();
     let reload: Vec<&str> = unit_one(&s, "ExecReload").split_whitespace().collect();
     assert_eq!(reload.first().copied(), Some("/bin/kill"), "{reload:?}");
     assert_eq!(reload.last().copied(), Some("$MAINPID"), "{reload:?}");
@@ -975,6 +979,7 @@ fn systemd_socket_unit_reload_and_restart_drop_nothing() {
     let is = |want: &'static str| move |m: &str| m.lines().any(|l| l == want);
 
     let mut p = start();
+    reaper.track(p.pid());
     assert_eq!(p.addr, addr, "POUNCE_HOST/POUNCE_PORT give way to the passed socket");
     let line = p.wait_log("Serving 1 listening socket(s)", Duration::from_secs(1)).unwrap();
     assert!(line.contains(&format!("({fdname})")), "{line}");
@@ -989,6 +994,7 @@ fn systemd_socket_unit_reload_and_restart_drop_nothing() {
     let m = hear(&|m: &str| m.contains("MAINPID="));
     assert!(m.lines().any(|l| l == "READY=1"), "{m}");
     let main: i32 = m.lines().find_map(|l| l.strip_prefix("MAINPID=")).unwrap().parse().unwrap();
+    reaper.track(main);
     assert_eq!(p.wait_exit(Duration::from_secs(15)), Some(0), "{}", p.log_text());
     std::thread::sleep(Duration::from_millis(300));
 
@@ -998,11 +1004,12 @@ fn systemd_socket_unit_reload_and_restart_drop_nothing() {
     // SAFETY: kill(2) on the successor of the pounce this test started.
     unsafe { libc::kill(main, libc::SIGTERM) };
     hear(&is("STOPPING=1"));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::path::Path::new(&format!("/proc/{main}")).exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(!std::path::Path::new(&format!("/proc/{main}")).exists(), "the old main process exits");
+    // (Reparented here when its parent exited after the reload.)
+    assert_eq!(
+        common::procs::wait_exit(main, Duration::from_secs(15)),
+        Some(0),
+        "the old main process drains, exits 0"
+    );
     let mut p = start();
     hear(&is("READY=1"));
     std::thread::sleep(Duration::from_millis(300));

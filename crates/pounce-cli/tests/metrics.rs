@@ -430,6 +430,9 @@ fn a_hot_upgrade_successor_takes_the_metrics_port_over_when_the_old_process_exit
     let _kill = Kill(pid);
     old.wait_log_after(skip, "still served by the previous process", Duration::from_secs(5))
         .unwrap_or_else(|| panic!("the successor did not wait for the port:\n{}", old.log_text()));
+    // The handover: the old process starts its drain.
+    old.wait_log_after(skip, "Shutting down 1 worker(s)", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the old process did not hand over:\n{}", old.log_text()));
     // The old process drains, and its metrics say so.
     let s = Scrape::parse(get(maddr.parse().unwrap(), "/metrics").text());
     assert_eq!(s.one("pounce_draining"), 1.0, "{}", s.text);

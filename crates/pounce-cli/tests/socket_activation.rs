@@ -99,33 +99,49 @@ fn a_connection_arriving_during_the_drain_waits_for_the_next_instance() {
 
 #[test]
 fn systemd_socket_activate_starts_pounce_on_its_socket() {
-    // Reserve a port, then let the real tool listen on it.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let cmd = common::command_for(
-        "systemd-socket-activate",
-        &["-l", &listen, "--fdname=web", BIN, "demo", "--workers", "2", "--port", "1"],
-    );
-    // The tool execs pounce on the first connection.
-    let first = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(s) = std::net::TcpStream::connect(addr) {
-                return Client::from_stream(s).get("/");
+    // The real tool binds the port itself: reserve one, then let it listen
+    // there (another test may take the port in between: try again then).
+    for attempt in 1..=3 {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        let mut tool = common::command_for(
+            "systemd-socket-activate",
+            &["-l", &listen, "--fdname=web", BIN, "demo", "--workers", "2", "--port", "1"],
+        );
+        tool.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+        // The tool execs pounce on the first connection.
+        let first = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(s) = std::net::TcpStream::connect(addr) {
+                    return Some(Client::from_stream(s).get("/"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            assert!(Instant::now() < deadline, "systemd-socket-activate never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    });
-    let mut p = Pounce::spawn(cmd);
-    let r = first.join().unwrap();
-    assert_eq!((r.status, r.text().as_str()), (200, "Hello, World!"));
-    assert_eq!(p.addr, addr, "--port 1 is ignored: the socket was passed");
-    let line = p.wait_log("Serving 1 listening socket(s)", Duration::from_secs(1)).unwrap();
-    assert!(line.contains(&format!("fd 3 {addr} (web)")), "{line}");
-    p.sigterm();
-    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log_text());
+            None
+        });
+        let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Pounce::spawn(tool)));
+        let r = first.join().unwrap();
+        let mut p = match (p, r) {
+            (Ok(p), Some(r)) => {
+                assert_eq!((r.status, r.text().as_str()), (200, "Hello, World!"));
+                p
+            }
+            (p, _) if attempt < 3 => {
+                drop(p);
+                continue;
+            }
+            (Err(e), _) => std::panic::resume_unwind(e),
+            (Ok(p), None) => panic!("systemd-socket-activate never listened:\n{}", p.log_text()),
+        };
+        assert_eq!(p.addr, addr, "--port 1 is ignored: the socket was passed");
+        let line = p.wait_log("Serving 1 listening socket(s)", Duration::from_secs(1)).unwrap();
+        assert!(line.contains(&format!("fd 3 {addr} (web)")), "{line}");
+        p.sigterm();
+        assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0), "{}", p.log_text());
+        return;
+    }
 }
 
 /// pounce with `what` at descriptor 3 (or nothing) must exit 1 with one

@@ -13,6 +13,12 @@ pub fn become_subreaper() {
     assert_eq!(r, 0, "PR_SET_CHILD_SUBREAPER: {}", std::io::Error::last_os_error());
 }
 
+/// Whether `pid` exists at all, zombie or not: a child that exited and was
+/// never collected still does.
+pub fn exists(pid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Whether `pid` exists (and is not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -44,8 +50,17 @@ pub fn wait_exit(pid: i32, timeout: Duration) -> Option<i32> {
     }
 }
 
+/// Every child of this process, zombies (exited, never collected) included.
+pub fn all_children() -> Vec<i32> {
+    children_where(|_| true)
+}
+
 /// The live (non-zombie) children of this process.
 pub fn children() -> Vec<i32> {
+    children_where(|state| state != "Z")
+}
+
+fn children_where(keep: impl Fn(&str) -> bool) -> Vec<i32> {
     let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| {
@@ -54,9 +69,14 @@ pub fn children() -> Vec<i32> {
         let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
         let state = rest.next()?;
         let ppid: i32 = rest.next()?.parse().ok()?;
-        (ppid == me && state != "Z").then_some(pid)
+        (ppid == me && keep(state)).then_some(pid)
     })
     .collect()
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Kills (SIGKILL) and collects every pid still alive when dropped.
@@ -73,10 +93,14 @@ impl Reaper {
 
 impl Drop for Reaper {
     fn drop(&mut self) {
+        let me = std::process::id() as i32;
         for &pid in &self.0 {
-            if alive(pid) {
-                // SAFETY: kill(2) on a process this test started (directly
-                // or through a pounce it started).
+            // Only a process still in this test's family: a pid that was
+            // collected may have been reused by anyone since. (A pounce
+            // this test started, or one it started, reparented here.)
+            let ours = parent_of(pid).is_some_and(|pp| pp == me || self.0.contains(&pp));
+            if ours && alive(pid) {
+                // SAFETY: kill(2) on a process of this test (see above).
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
             // Collect it if it is ours (a zombie until then); one that is

@@ -64,11 +64,9 @@ impl Lineage {
         // SAFETY: getppid(2) cannot fail; the predecessor is our parent.
         let pid = unsafe { libc::getppid() };
         self.predecessor = Some(Predecessor { pid, owns: false, handed_over: false, gone: false });
-        match link::say(&fd, link::READY) {
-            Ok(()) => log::info!("Upgrade: ready; told the previous process (pid {pid}) to hand over"),
-            Err(e) => log::warn!(
-                "Upgrade: cannot tell the previous process (pid {pid}) that this one is ready: {e}"
-            ),
+        log::info!("Upgrade: ready; telling the previous process (pid {pid}) to hand over");
+        if let Err(e) = link::say(&fd, link::READY) {
+            log::warn!("Upgrade: cannot tell the previous process (pid {pid}) that this one is ready: {e}");
         }
         glommio::spawn_local(async move {
             let mut stream = link::stream(fd);
