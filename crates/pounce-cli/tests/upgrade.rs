@@ -489,6 +489,16 @@ fn health_stays_ok_while_the_old_process_drains_after_handing_over() {
     let next = started_successor(&p, 0);
     reaper.track(next);
     p.wait_log("is ready and serving", Duration::from_secs(20)).unwrap_or_else(|| panic!("{}", p.log_text()));
+    // Both of the old process's workers have begun their drain.
+    for k in 1..=2 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !p.lines().iter().any(|l| {
+            l.contains(&format!("Worker {k} draining")) || l.contains(&format!("Worker {k} shutting down"))
+        }) {
+            assert!(Instant::now() < deadline, "{}", p.log_text());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     // A probe on a connection the old process still holds: the service is up
     // (the successor serves the port), so not 503; the connection closes.
     let r = c.get("/health");
