@@ -131,12 +131,12 @@ def report(results, args, meta):
                f"per variant, under {args.keepalive} keep-alive clients and {args.fresh} clients opening a "
                f"connection per request, all through HAProxy.")
     out.append("")
-    out.append("| variant | requests | failed | failures by kind | backend restarts |")
-    out.append("|---|--:|--:|---|--:|")
+    out.append("| variant | requests | failed | failures by kind | backend restarts | p99 ms | max ms |")
+    out.append("|---|--:|--:|---|--:|--:|--:|")
     for n in args.variants:
         runs = results.get(n, [])
         if not runs:
-            out.append(f"| {n} | could not be run | | | |")
+            out.append(f"| {n} | could not be run | | | | | |")
             continue
         kinds = {}
         for r in runs:
@@ -145,7 +145,8 @@ def report(results, args, meta):
         out.append(f"| `{' '.join(VARIANTS[n]) or 'default (503)'}` | {sum(r['requests'] for r in runs):,} | "
                    f"{sum(r['failed'] for r in runs):,} | "
                    f"{', '.join(f'{v} {k}' for k, v in sorted(kinds.items())) or 'none'} | "
-                   f"{sum(r['restarts'] for r in runs)} |")
+                   f"{sum(r['restarts'] for r in runs)} | {u.median([r['p99_ms'] for r in runs]):.1f} | "
+                   f"{max(r['max_ms'] for r in runs):.0f} |")
     out.append("")
     out.append("A `503` from a draining backend reaches the client: HAProxy does not retry it unless "
                "told to (`retry-on 503`). A refused connect is retried on the other backend "
@@ -175,7 +176,8 @@ def main():
     if subprocess.run(["which", "haproxy"], capture_output=True).returncode != 0:
         sys.exit("haproxy is not installed (apt-get install haproxy)")
     results, ok = u.run_rounds(args.variants, args.rounds, lambda name, tmp: run_variant(name, args, tmp),
-                               lambda r: f"{r['requests']:>7} requests, {r['failed']:>4} failed {r['failures'] or ''}")
+                               lambda r: f"{r['requests']:>7} requests, {r['failed']:>4} failed {r['failures'] or ''}; "
+                               f"p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.0f} ms")
     hv = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
     meta = u.run_meta(haproxy=" ".join(hv.split()[:3]))
     section = report(results, args, meta)

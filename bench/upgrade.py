@@ -381,6 +381,7 @@ def summarize(tally, windows, restarts):
     def overlaps(s, e):
         return any(s < w1 and e > w0 for w0, w1, _ in windows)
 
+    every = sorted(e - s for s, e in tally.samples)
     steady = sorted(e - s for s, e in tally.samples if not overlaps(s, e))
     handover = sorted(e - s for s, e in tally.samples if overlaps(s, e))
     failed = sum(tally.failures.values())
@@ -395,6 +396,8 @@ def summarize(tally, windows, restarts):
         "handover_p99_ms": pct(handover, 99) * 1e3,
         "handover_max_ms": (handover[-1] if handover else float("nan")) * 1e3,
         "restart_s": [round(w[2], 4) for w in windows],
+        "p99_ms": pct(every, 99) * 1e3,
+        "max_ms": (every[-1] if every else float("nan")) * 1e3,
     }
 
 

@@ -156,6 +156,25 @@ fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
     Ok(s)
 }
 
+/// Whether a TCP handshake to local `port` is under way: a connection
+/// request answered with a SYN-ACK whose final ACK has not arrived (state
+/// SYN_RECV in `/proc/net/tcp` and `tcp6`). Closing a listener now would drop
+/// it, and its client, which considers itself connected, would be reset.
+pub(crate) fn handshakes_pending(port: u16) -> bool {
+    let want = format!(":{port:04X} ");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|path| {
+        std::fs::read_to_string(path).is_ok_and(|table| {
+            table.lines().skip(1).any(|line| {
+                let mut f = line.split_whitespace().skip(1);
+                let (Some(local), Some(_remote), Some(state)) = (f.next(), f.next(), f.next()) else {
+                    return false;
+                };
+                state == "03" && format!("{local} ").ends_with(&want)
+            })
+        })
+    })
+}
+
 /// The address the group is bound to (the real port when 0 was asked for).
 pub(crate) fn local_addr(s: &Socket) -> io::Result<SocketAddr> {
     s.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an inet socket"))
@@ -164,6 +183,15 @@ pub(crate) fn local_addr(s: &Socket) -> io::Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_handshake_is_pending_on_an_idle_listener() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        // Established connections are not handshakes under way.
+        let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert!(!handshakes_pending(port));
+    }
 
     #[test]
     fn every_socket_is_served_and_every_worker_serves() {

@@ -41,10 +41,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How long a listener being closed keeps taking connections whose handshake
-/// was already under way (new SYNs are dropped meanwhile, see
-/// [`drop_new_syns`]): at the start of a `refuse` drain, with traffic still
-/// arriving, and at the end of a `503` drain, when little should be left.
+/// The longest a listener being closed keeps taking connections whose
+/// handshake was already under way (new SYNs are dropped meanwhile, see
+/// [`drop_new_syns`]; it stops as soon as none is left): at the start of a
+/// `refuse` drain, with traffic still arriving, and at the end of a `503`
+/// drain, when little should be left.
 const REFUSE_SETTLE: Duration = Duration::from_millis(100);
 const CLOSE_SETTLE: Duration = Duration::from_millis(50);
 
@@ -384,9 +385,10 @@ fn refuse<H: Handler>(
 /// refused, without resetting any connection: closing a listening socket
 /// resets every connection in its queue, and every one whose handshake is
 /// under way. So first new SYNs are dropped (the client retransmits in a
-/// second, and is refused then), then for `settle` every connection already
-/// accepted, queued or completing its handshake is taken and answered
-/// `503` (by [`dispatch`]), and only then is the socket shut down. Only for
+/// second, and is refused then), then every connection already accepted,
+/// queued or completing its handshake is taken and answered `503` (by
+/// [`dispatch`]) until no handshake is pending (at most `settle`), and only
+/// then is the socket shut down. Only for
 /// sockets no other process serves (never with `Release`): shutdown(2) acts on
 /// the socket itself, not on this process's descriptor.
 async fn close_listeners<H: Handler>(
@@ -409,6 +411,11 @@ async fn close_listeners<H: Handler>(
                 log::debug!("Worker {}: cannot filter new connections while closing: {e}", ctx.id);
             }
         }
+        let ports: Vec<u16> = listeners
+            .iter()
+            .filter(|l| mine.contains(&l.socket.as_raw_fd()))
+            .filter_map(|l| super::listener::local_addr(&l.socket).ok().map(|a| a.port()))
+            .collect();
         let until = Instant::now() + settle;
         while !mine.is_empty() {
             for &fd in &mine {
@@ -416,10 +423,15 @@ async fn close_listeners<H: Handler>(
                     dispatch(conn, ctx, drain, rejecting);
                 }
             }
-            if Instant::now() >= until || drain.phase() == Phase::Forced {
+            // Done once no handshake is left to complete: every SYN dropped
+            // meanwhile costs its client a second, so wait no longer.
+            if !ports.iter().any(|&p| super::listener::handshakes_pending(p))
+                || Instant::now() >= until
+                || drain.phase() == Phase::Forced
+            {
                 break;
             }
-            Timer::new(Duration::from_millis(10)).await;
+            Timer::new(Duration::from_millis(2)).await;
         }
     }
     for &fd in &mine {
