@@ -61,6 +61,7 @@ pub mod logging;
 pub(crate) mod server;
 mod shutdown;
 mod time;
+pub(crate) mod tls;
 
 pub use config::cli;
 pub use config::{
@@ -70,6 +71,7 @@ pub use exit::ExitStatus;
 pub use handler::{Body, Chunk, ChunkStream, Handler, Request, Response};
 pub use http::Version;
 pub use server::Server;
+pub use tls::TlsConfig;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -162,6 +162,22 @@ const OPTIONS: &[Opt] = &[
                it; removed at exit if it still names this process [default: none]",
     },
     Opt {
+        field: "tls_cert",
+        flag: "tls-cert",
+        env: "POUNCE_TLS_CERT",
+        value: "PATH",
+        help: "Serve HTTPS (TLS 1.3 and 1.2, ALPN http/1.1) with the PEM certificate chain in this file, \
+               the server's certificate first; needs --tls-key. Read at start, and afresh by each hot \
+               upgrade (SIGHUP), which is how a renewed certificate is picked up [default: none: plain HTTP]",
+    },
+    Opt {
+        field: "tls_key",
+        flag: "tls-key",
+        env: "POUNCE_TLS_KEY",
+        value: "PATH",
+        help: "The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert's certificate [default: none]",
+    },
+    Opt {
         field: "upgrade_timeout",
         flag: "upgrade-timeout",
         env: "POUNCE_UPGRADE_TIMEOUT",
@@ -307,7 +323,27 @@ pub fn config_from_matches(m: &ArgMatches) -> Result<ServerConfig, ConfigError> 
         ServerConfigBuilder::default().workers(1).pid_file(&v).build().map_err(annotate(&s))?;
         b = b.pid_file(v);
     }
-    b.build()
+    // The files are read once, by the final build; its error names the
+    // option, and here where its value came from.
+    let tls_cert = get("tls_cert");
+    let tls_key = get("tls_key");
+    if let Some((v, _)) = &tls_cert {
+        b = b.tls_cert(v);
+    }
+    if let Some((v, _)) = &tls_key {
+        b = b.tls_key(v);
+    }
+    b.build().map_err(|e| {
+        let src = match e.field() {
+            "tls_cert" => tls_cert.as_ref().map(|(_, s)| s),
+            "tls_key" => tls_key.as_ref().map(|(_, s)| s),
+            _ => None,
+        };
+        match src {
+            Some(s) => annotate(s)(e),
+            None => e,
+        }
+    })
 }
 
 /// One of a fixed set of words, case and surrounding spaces ignored.
