@@ -105,6 +105,17 @@ impl TlsSession {
         self.input.data().first().copied()
     }
 
+    /// The `legacy_version` of a ClientHello at the start of the input, if
+    /// it is all there: 0x0303 from TLS 1.2 and 1.3 clients, lower from
+    /// older ones.
+    pub(crate) fn hello_version(&self) -> Option<u16> {
+        match self.input.data() {
+            // record header (5), handshake type 1 = ClientHello, length (3)
+            [0x16, _, _, _, _, 0x01, _, _, _, hi, lo, ..] => Some(u16::from_be_bytes([*hi, *lo])),
+            _ => None,
+        }
+    }
+
     /// Gives the input buffer back to the pool if it holds nothing.
     pub(crate) fn release(&mut self, pool: &BufPool) {
         self.input.release(pool);

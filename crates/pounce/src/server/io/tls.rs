@@ -172,11 +172,15 @@ impl Io<'_> {
             return Ok(());
         }
         let mut sniffed = false;
+        // The ClientHello's legacy version field (0x0303 in every TLS 1.2
+        // and 1.3 hello, lower from older clients).
+        let mut hello_version = None;
         loop {
             let t = self.tls.as_mut().expect("TLS");
             if t.session.has_input() {
                 if !sniffed {
                     sniffed = true;
+                    hello_version = t.session.hello_version();
                     match t.session.first_byte() {
                         // A TLS handshake record.
                         Some(0x16) => {}
@@ -216,7 +220,20 @@ impl Io<'_> {
                     Err(e) => {
                         // The alert rustls chose, best effort.
                         self.flush_tx(GOODBYE_STALL).await;
-                        return Err(HandshakeError::new(HandshakeFailure::of(&e), e.to_string()));
+                        let mut reason = HandshakeFailure::of(&e);
+                        // A TLS 1.1 client offers neither TLS 1.2 suites nor
+                        // signature_algorithms, which rustls finds first: say
+                        // what is really wrong.
+                        if reason == HandshakeFailure::NoCommonParameters && hello_version < Some(0x0303) {
+                            reason = HandshakeFailure::ProtocolVersion;
+                        }
+                        let detail = match hello_version {
+                            Some(v) if v < 0x0303 => {
+                                format!("{e}; the client offers TLS 1.{}", (v & 0xff) - 1)
+                            }
+                            _ => e.to_string(),
+                        };
+                        return Err(HandshakeError::new(reason, detail));
                     }
                 }
             }
