@@ -5,12 +5,15 @@
 #
 #   bench/tls.sh [--rounds N] [--duration S] [--workers N] [--no-build]
 #
-# Two measurements per server and round:
+# Three measurements per server and round:
 #   keep-alive   wrk -t1 -c64 https://…/          requests/s and server CPU per request
-#   handshakes   h2load --h1 -t1 -c64 -n N -H 'Connection: close' https://…/ (a new TLS
-#                connection, full handshake, per request; N = 2000 × duration): new connections/s
-#                and server CPU per connection. (h2load's -D duration mode hangs at its end when
-#                the server closes every connection, hence a count.)
+#   resumed      h2load --h1 -t1 -c64 -n N -H 'Connection: close' https://…/: a new TLS
+#                connection per request (N = 2000 × duration). h2load, like wrk, resumes its
+#                session (TLS 1.3 tickets, still with an X25519 exchange): new connections/s and
+#                server CPU per connection. (h2load's -D duration mode hangs at its end when the
+#                server closes every connection, hence a count.)
+#   full         4 × `openssl s_time -new -www /` in parallel: full handshakes (certificate and
+#                signature every time), one request each: connections/s and CPU per connection
 # The reference is nginx under `chrt -b 0`: SCHED_BATCH, the policy pounce's workers use by
 # default (issue #17 compares against it); plain nginx is shown too. Defaults: 3 rounds of 10 s,
 # 2 workers. On a 2-vCPU box the client shares the cores and is often the limit: read the
@@ -27,7 +30,7 @@ while (($#)); do
     --duration) DURATION=${2:?}; shift ;;
     --workers) WORKERS=${2:?}; shift ;;
     --no-build) BUILD=0 ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -108,7 +111,7 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2)
 per() { awk -v a="$1" -v b="$2" -v r="$3" -v d="$4" 'BEGIN { if (r > 0) printf "%.1f", (b - a) * 1e6 / (r * d); else print 0 }'; }
 
 log "pounce vs nginx $("$NGINX" -v 2>&1 | sed 's/.*: //') over TLS ($(openssl version | cut -d' ' -f1-2) clients): $WORKERS workers each, ${DURATION}s runs, $ROUNDS rounds alternated, $(nproc) CPUs"
-declare -A KA KACPU HS HSCPU
+declare -A KA KACPU HS HSCPU FULL FULLCPU
 for server in "${SERVERS[@]}"; do  # warm-up
     run_client 40 wrk -t1 -c64 -d2s "https://127.0.0.1:${PORT[$server]}/" >/dev/null 2>&1
 done
@@ -132,25 +135,49 @@ for ((round = 1; round <= ROUNDS; round++)); do
         c1=$(cpu_seconds "$pid")
         r=$(h2_rps_of "$out") cpu=$(per "$c0" "$c1" "$n" 1)
         fails=$(grep -E '^requests:' "$out" | sed 's/.*succeeded, //')
-        log "round $round $server handshakes: $r new connections/s, $cpu µs CPU/connection ($fails)"
+        log "round $round $server resumed handshakes: $r new connections/s, $cpu µs CPU/connection ($fails)"
         HS[$server]+="$r " HSCPU[$server]+="$cpu "
+
+        c0=$(cpu_seconds "$pid")
+        st=()
+        for i in 1 2 3 4; do
+            timeout -k 5 $((DURATION + 30)) openssl s_time -connect "127.0.0.1:$port" -new -time "$DURATION" \
+                -www / >"$TMP/$server-full-$round-$i.txt" 2>&1 &
+            st+=($!)
+            track_pid "${st[-1]}"
+        done
+        for i in "${st[@]}"; do wait "$i"; untrack_pid "$i"; done
+        c1=$(cpu_seconds "$pid")
+        n=$(cat "$TMP/$server-full-$round-"*.txt | awk '/connections in .* real seconds/ {n += $1} END {print n + 0}')
+        r=$(awk -v n="$n" -v d="$DURATION" 'BEGIN {printf "%.0f", n / d}')
+        cpu=$(per "$c0" "$c1" "$n" 1)
+        log "round $round $server full handshakes: $r new connections/s, $cpu µs CPU/connection"
+        FULL[$server]+="$r " FULLCPU[$server]+="$cpu "
     done
 done
 
 ratio() { awk -v p="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.2f", p / n; else print "n/a" }'; }
-printf '\n%-22s %-12s %12s %12s %7s %12s %12s %7s\n' measurement vs pounce theirs ratio \
+printf '\n%-24s %-12s %12s %12s %7s %12s %12s %7s\n' measurement vs pounce theirs ratio \
     "pounce µs" "their µs" ratio
-for m in ka hs; do
-    if [[ $m == ka ]]; then label="keep-alive req/s"; else label="new TLS conns/s"; fi
+for m in ka hs full; do
+    case $m in
+    ka) label="keep-alive req/s" ;;
+    hs) label="resumed conns/s" ;;
+    full) label="full-handshake conns/s" ;;
+    esac
     for other in nginx-batch nginx; do
-        if [[ $m == ka ]]; then
+        case $m in
+        ka)
             p=$(median <<<"${KA[pounce]}") n=$(median <<<"${KA[$other]}")
-            pc=$(median <<<"${KACPU[pounce]}") nc=$(median <<<"${KACPU[$other]}")
-        else
+            pc=$(median <<<"${KACPU[pounce]}") nc=$(median <<<"${KACPU[$other]}") ;;
+        hs)
             p=$(median <<<"${HS[pounce]}") n=$(median <<<"${HS[$other]}")
-            pc=$(median <<<"${HSCPU[pounce]}") nc=$(median <<<"${HSCPU[$other]}")
-        fi
-        printf '%-22s %-12s %12.0f %12.0f %7s %12.1f %12.1f %7s\n' "$label" "$other" "$p" "$n" \
+            pc=$(median <<<"${HSCPU[pounce]}") nc=$(median <<<"${HSCPU[$other]}") ;;
+        full)
+            p=$(median <<<"${FULL[pounce]}") n=$(median <<<"${FULL[$other]}")
+            pc=$(median <<<"${FULLCPU[pounce]}") nc=$(median <<<"${FULLCPU[$other]}") ;;
+        esac
+        printf '%-24s %-12s %12.0f %12.0f %7s %12.1f %12.1f %7s\n' "$label" "$other" "$p" "$n" \
             "$(ratio "$p" "$n")" "$pc" "$nc" "$(ratio "$pc" "$nc")"
     done
 done

@@ -334,9 +334,12 @@ pub fn config_from_matches(m: &ArgMatches) -> Result<ServerConfig, ConfigError> 
         b = b.tls_key(v);
     }
     b.build().map_err(|e| {
+        // (A missing half names the option that is missing: the note says
+        // where the other came from.)
+        let (cert, key) = (tls_cert.as_ref().map(|(_, s)| s), tls_key.as_ref().map(|(_, s)| s));
         let src = match e.field() {
-            "tls_cert" => tls_cert.as_ref().map(|(_, s)| s),
-            "tls_key" => tls_key.as_ref().map(|(_, s)| s),
+            "tls_cert" => cert.or(key),
+            "tls_key" => key.or(cert),
             _ => None,
         };
         match src {
@@ -483,6 +486,12 @@ mod tests {
             (&["--pid-file", ""], "pid_file must be a file path"),
             (&["--pid-file", "/run/"], "pid_file must name a file, not a directory"),
             (&["--upgrade-timeout", "0"], "upgrade_timeout must be positive, got 0"),
+            (&["--tls-cert", "/nonexistent/c.pem"], "tls_key must be given with tls_cert"),
+            (&["--tls-key", "/nonexistent/k.pem"], "tls_cert must be given with tls_key"),
+            (
+                &["--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"],
+                "tls_cert cannot be read: /nonexistent/c.pem: No such file or directory",
+            ),
         ];
         for (args, want) in cases {
             let e = parse(args).unwrap_err().to_string();

@@ -12,6 +12,7 @@ mod cpus;
 mod parse;
 
 pub use cpus::available_cpus;
+pub(crate) use parse::parse_bool;
 pub use parse::{parse_seconds, parse_size};
 
 use std::fmt;
