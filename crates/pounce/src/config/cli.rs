@@ -216,7 +216,8 @@ pub fn add_server_args(mut cmd: Command) -> Command {
 /// What each signal does, for `--help`.
 pub const SIGNALS_HELP: &str = "Signals: SIGTERM or SIGINT drains and exits (a second one exits at once, code 3); \
 SIGUSR2 or SIGHUP is a hot upgrade: the binary at the start-up path is started with the same arguments \
-and environment, takes over the listening sockets, and this process drains and exits 0. \
+and environment, takes over the listening sockets, and this process drains and exits 0 \
+(the successor reads --tls-cert/--tls-key afresh: this is how a renewed certificate is served). \
 Sockets passed in LISTEN_FDS/LISTEN_PID (systemd socket activation) are served instead of binding.";
 
 /// The server command for a binary called `name`: all options, no app.
