@@ -520,6 +520,25 @@ mod tests {
     }
 
     #[test]
+    fn the_hello_version_is_read_from_an_unprocessed_client_hello() {
+        let pool = BufPool::default();
+        let mut s = TlsSession::new(server_config()).unwrap();
+        assert_eq!(s.hello_version(), None);
+        // record header, ClientHello (1), length, legacy_version 0x0302 (TLS 1.1)
+        let hello = [0x16, 0x03, 0x01, 0x00, 0x30, 0x01, 0x00, 0x00, 0x2c, 0x03, 0x02];
+        s.input(&pool)[..5].copy_from_slice(&hello[..5]);
+        s.received(5);
+        assert_eq!(s.hello_version(), None, "not all there yet");
+        s.input(&pool)[..6].copy_from_slice(&hello[5..]);
+        s.received(6);
+        assert_eq!(s.hello_version(), Some(0x0302));
+        let mut c = client(&[&rustls::version::TLS13], &[b"http/1.1"]);
+        let mut s = TlsSession::new(server_config()).unwrap();
+        to_server(&mut c, &mut s, &pool, 100_000);
+        assert_eq!(s.hello_version(), Some(0x0303), "what TLS 1.3 clients send");
+    }
+
+    #[test]
     fn garbage_is_an_error_and_the_input_buffer_goes_back_when_empty() {
         let pool = BufPool::default();
         let mut s = TlsSession::new(server_config()).unwrap();

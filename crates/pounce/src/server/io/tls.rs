@@ -59,6 +59,18 @@ impl HandshakeError {
     }
 }
 
+/// A handshake flight's send, as the handshake's result.
+fn sent_or_failed(w: Waited<io::Result<()>>) -> Result<(), HandshakeError> {
+    match w {
+        Waited::Done(Ok(())) => Ok(()),
+        Waited::Done(Err(e)) => Err(HandshakeError::new(HandshakeFailure::ClientClosed, e.to_string())),
+        Waited::Timeout => {
+            Err(HandshakeError::new(HandshakeFailure::Timeout, "the client took nothing we sent"))
+        }
+        Waited::Phase(_) => Err(HandshakeError::new(HandshakeFailure::Shutdown, "forced")),
+    }
+}
+
 pub(super) struct TlsIo {
     session: TlsSession,
     /// Ciphertext rustls produced on its own, sent in front of the next
@@ -178,9 +190,10 @@ impl Io<'_> {
         loop {
             let t = self.tls.as_mut().expect("TLS");
             if t.session.has_input() {
+                // (Read while the hello is still unprocessed input.)
+                hello_version = hello_version.or_else(|| t.session.hello_version());
                 if !sniffed {
                     sniffed = true;
-                    hello_version = t.session.hello_version();
                     match t.session.first_byte() {
                         // A TLS handshake record.
                         Some(0x16) => {}
@@ -205,16 +218,7 @@ impl Io<'_> {
                         // The client may be waiting for our last flight (TLS
                         // 1.2: our Finished) before it sends its request.
                         let stall = deadline.saturating_duration_since(Instant::now());
-                        return match self.flush_tx(stall).await {
-                            Waited::Done(Ok(())) => Ok(()),
-                            Waited::Done(Err(e)) => {
-                                Err(HandshakeError::new(HandshakeFailure::ClientClosed, e.to_string()))
-                            }
-                            Waited::Timeout => Err(HandshakeError::new(HandshakeFailure::Timeout, "sending")),
-                            Waited::Phase(_) => {
-                                Err(HandshakeError::new(HandshakeFailure::Shutdown, "forced"))
-                            }
-                        };
+                        return sent_or_failed(self.flush_tx(stall).await);
                     }
                     Ok(false) => {}
                     Err(e) => {
@@ -228,9 +232,9 @@ impl Io<'_> {
                             reason = HandshakeFailure::ProtocolVersion;
                         }
                         let detail = match hello_version {
-                            Some(v) if v < 0x0303 => {
-                                format!("{e}; the client offers TLS 1.{}", (v & 0xff) - 1)
-                            }
+                            Some(0x0302) => format!("{e}; the client offers TLS 1.1"),
+                            Some(0x0301) => format!("{e}; the client offers TLS 1.0"),
+                            Some(v) if v < 0x0301 => format!("{e}; the client offers SSL 3.0 or older"),
                             _ => e.to_string(),
                         };
                         return Err(HandshakeError::new(reason, detail));
@@ -239,14 +243,7 @@ impl Io<'_> {
             }
             // Our flight (if any) goes out before we wait for the client's.
             let stall = deadline.saturating_duration_since(Instant::now());
-            match self.flush_tx(stall).await {
-                Waited::Done(Ok(())) => {}
-                Waited::Done(Err(e)) => {
-                    return Err(HandshakeError::new(HandshakeFailure::ClientClosed, e.to_string()));
-                }
-                Waited::Timeout => return Err(HandshakeError::new(HandshakeFailure::Timeout, "sending")),
-                Waited::Phase(_) => return Err(HandshakeError::new(HandshakeFailure::Shutdown, "forced")),
-            }
+            sent_or_failed(self.flush_tx(stall).await)?;
             let got_nothing = !sniffed;
             let (until, watch) = match idle_grace {
                 Some(grace) if got_nothing => {
