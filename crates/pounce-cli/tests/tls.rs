@@ -466,3 +466,21 @@ fn sighup_rotates_the_certificate_under_tls_load_failing_no_request() {
     unsafe { libc::kill(next, libc::SIGTERM) };
     assert_eq!(procs::wait_exit(next, Duration::from_secs(10)), Some(0), "{}", first.log_text());
 }
+
+#[test]
+fn over_max_connections_a_tls_client_gets_the_503_after_its_handshake() {
+    let pki = Pki::new("overload");
+    let leaf = pki.leaf("server", false);
+    let p = start(&leaf, &["--max-connections", "1", "--workers", "1"]);
+    let config = pki.client_config(&["http/1.1"]);
+    let mut first = tls::connect(p.addr, &config).unwrap();
+    assert_eq!(first.get("/").status, 200);
+    // One too many: no request needed, the answer comes after the handshake.
+    let mut second = tls::connect(p.addr, &config).expect("the handshake completes");
+    let r = second.read_response(false).expect("a response, not a reset");
+    assert_eq!(r.status, 503, "{}", r.head);
+    assert_eq!(r.header("retry-after"), Some("5"));
+    assert!(r.closes());
+    assert_close_notify(&mut second, "the 503");
+    assert_eq!(first.get("/").status, 200, "the first one is still served");
+}
