@@ -10,6 +10,15 @@
 #     --stop-timeout 40 -e POUNCE_SHUTDOWN_TIMEOUT=30 \
 #     pounce
 #
+# HTTPS: mount the certificate files and name them (the health check then
+# speaks HTTPS too; deploy/README-deploying.md, "HTTPS", has the certbot side):
+#   docker run ... -p 443:8443 -e POUNCE_PORT=8443 \
+#     -v /etc/pounce/tls:/etc/pounce/tls:ro \
+#     -e POUNCE_TLS_CERT=/etc/pounce/tls/fullchain.pem \
+#     -e POUNCE_TLS_KEY=/etc/pounce/tls/privkey.pem \
+#     pounce
+# A renewal: replace the files, then `docker kill -s HUP <container>`.
+#
 # Docker 25+ (and containerd 2's RuntimeDefault) block io_uring in the default
 # seccomp profile: deploy/seccomp-io-uring.json is Docker's default profile
 # plus the three io_uring syscalls. Without it pounce exits 1 with

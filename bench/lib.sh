@@ -212,7 +212,8 @@ NGINX_DEMO_SERVER='
         }'
 
 # nginx_conf DIR PORT WORKERS [SERVER_BODY] → writes DIR/nginx.conf (prefix DIR) and prints
-# its path. SERVER_BODY (default: the demo's endpoints) goes into the server block.
+# its path. SERVER_BODY (default: the demo's endpoints) goes into the server block;
+# NGINX_LISTEN_OPTS (e.g. " ssl") is added to its listen line.
 nginx_conf() {
     local dir=$1 port=$2 workers=$3 body=${4:-$NGINX_DEMO_SERVER} user_line="" per_worker rlimit
     mkdir -p "$dir/logs" "$dir/tmp"
@@ -250,7 +251,7 @@ http {
 
     server {
         # reuseport: one listening socket per worker, like pounce's SO_REUSEPORT listeners.
-        listen 127.0.0.1:$port reuseport backlog=$BACKLOG;$body
+        listen 127.0.0.1:$port${NGINX_LISTEN_OPTS:-} reuseport backlog=$BACKLOG;$body
     }
 }
 EOF

@@ -85,8 +85,9 @@ fn add_static_args(cmd: Command) -> Command {
                 .default_missing_value("true")
                 .action(ArgAction::Set)
                 .help(
-                    "Send files zero-copy with sendfile(2); false reads them through io_uring \
-                     instead (blocking disk reads never stall a worker) [default: on]",
+                    "Send files zero-copy with sendfile(2) (under TLS they are read and encrypted \
+                     in chunks instead); false reads them through io_uring instead (blocking disk \
+                     reads never stall a worker) [default: on]",
                 ),
         )
         .next_help_heading(None)

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{BIN, Pounce};
+use common::{BIN, Pounce, procs};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -466,7 +466,11 @@ fn yaml_num(y: &Yaml) -> Option<f64> {
 }
 
 fn k8s() -> (Vec<Yaml>, Deployment) {
-    let docs = yaml("deploy/kubernetes.yaml");
+    k8s_file("deploy/kubernetes.yaml")
+}
+
+fn k8s_file(file: &'static str) -> (Vec<Yaml>, Deployment) {
+    let docs = yaml(file);
     let dep = find_doc(&docs, "Deployment");
     let containers = dep["spec"]["template"]["spec"]["containers"].as_vec().expect("containers");
     assert_eq!(containers.len(), 1);
@@ -481,7 +485,7 @@ fn k8s() -> (Vec<Yaml>, Deployment) {
     assert!(c["command"].is_badvalue(), "use args, keep the image's ENTRYPOINT");
     let args = c["args"].as_vec().expect("args").iter().map(|a| a.as_str().unwrap().to_string()).collect();
     let deployment = Deployment {
-        file: "deploy/kubernetes.yaml",
+        file,
         env,
         args,
         // kubelet's httpGet probe, done by pounce's own client.
@@ -493,7 +497,13 @@ fn k8s() -> (Vec<Yaml>, Deployment) {
 #[test]
 fn kubernetes_grace_period_covers_delay_and_timeout() {
     let (docs, d) = k8s();
-    let dep = find_doc(&docs, "Deployment");
+    k8s_budget_probes_and_service(&docs, &d);
+}
+
+/// The Deployment's drain budget, rollout, probes, seccomp profile and
+/// Service (deploy/kubernetes.yaml and deploy/kubernetes-tls.yaml alike).
+fn k8s_budget_probes_and_service(docs: &[Yaml], d: &Deployment) {
+    let dep = find_doc(docs, "Deployment");
     let spec = &dep["spec"];
     let pod = &spec["template"]["spec"];
     let c = &pod["containers"][0];
@@ -571,7 +581,7 @@ fn kubernetes_grace_period_covers_delay_and_timeout() {
     }
 
     // The Service reaches the pods' port.
-    let svc = find_doc(&docs, "Service");
+    let svc = find_doc(docs, "Service");
     for (k, v) in svc["spec"]["selector"].as_hash().expect("service selector") {
         assert_eq!(&labels[k.as_str().unwrap()], v, "Service selector does not match the pods");
     }
@@ -840,6 +850,9 @@ fn systemd_analyze_verify_accepts_the_unit() {
         .unwrap();
     let socket = dir.join("pounce.socket");
     std::fs::write(&socket, read("deploy/systemd/pounce.socket")).unwrap();
+    // The HTTPS drop-in, where systemd looks for drop-ins.
+    std::fs::create_dir_all(dir.join("pounce.service.d")).unwrap();
+    std::fs::write(dir.join("pounce.service.d/tls.conf"), read("deploy/systemd/pounce-tls.conf")).unwrap();
 
     let mut cmd = Command::new("systemd-analyze");
     cmd.arg("verify").arg(&unit).arg(&socket);
@@ -1404,4 +1417,178 @@ fn io_uring_blocked_by_seccomp_is_a_clear_error() {
     assert!(r.stderr.contains("io_uring is blocked by a seccomp filter"), "{}", r.stderr);
     assert!(r.stderr.contains("deploy/seccomp-io-uring.json"), "{}", r.stderr);
     assert!(!r.stderr.contains("Listening on"), "{}", r.stderr);
+}
+
+// ----------------------------------------------------------------------- TLS
+
+/// `pounce healthcheck` in an HTTPS server's environment (`POUNCE_TLS_CERT`
+/// set, as `docker run -e` or the k8s/systemd files set it) speaks HTTPS,
+/// without checking the certificate: the Dockerfile's HEALTHCHECK needs no
+/// change. Without it, it says what it got (the 400 for plain HTTP).
+#[test]
+fn healthcheck_speaks_https_when_pounce_tls_cert_is_set() {
+    let pki = common::tls::Pki::new("healthcheck");
+    let leaf = pki.leaf("server", true); // expired: the probe does not care
+    let mut p = Pounce::start(&[
+        "demo",
+        "--health-check-path",
+        "/health",
+        "--tls-cert",
+        leaf.cert.to_str().unwrap(),
+        "--tls-key",
+        leaf.key.to_str().unwrap(),
+    ]);
+    let port = p.addr.port().to_string();
+    let cert = leaf.cert.to_str().unwrap();
+    let r = healthcheck(&["--port", &port], &[("POUNCE_TLS_CERT", cert)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        one_line(&r).starts_with(&format!("healthy: https://127.0.0.1:{port}/health: HTTP/1.1 200")),
+        "{}",
+        r.stderr
+    );
+    let r = healthcheck(&["--port", &port, "--tls"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = healthcheck(&["--port", &port], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(one_line(&r).contains("400 Bad Request"), "{}", r.stderr);
+    let r = healthcheck(&["--port", &port, "--tls=false"], &[("POUNCE_TLS_CERT", cert)]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    p.sigterm();
+    let r = healthcheck(&["--port", &port], &[("POUNCE_TLS_CERT", cert)]);
+    assert_eq!(r.code, 1, "draining: {}", r.stderr);
+    assert_eq!(p.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+/// deploy/kubernetes-tls.yaml: the Secret cert-manager keeps is the one
+/// mounted, whole (subPath mounts are not updated), where POUNCE_TLS_CERT and
+/// POUNCE_TLS_KEY point; probes and Service speak HTTPS to pounce's port; the
+/// drain budget holds; and the pod's command and environment serve HTTPS
+/// with the Secret's two files (made here), answer the probes, and drain.
+#[test]
+fn kubernetes_tls_mounts_the_secret_and_serves_https() {
+    let (docs, d) = k8s_file("deploy/kubernetes-tls.yaml");
+    k8s_budget_probes_and_service(&docs, &d);
+    let secret =
+        find_doc(&docs, "Certificate")["spec"]["secretName"].as_str().expect("secretName").to_string();
+    let pod = &find_doc(&docs, "Deployment")["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let volume = pod["volumes"]
+        .as_vec()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["secret"]["secretName"].as_str() == Some(&secret))
+        .unwrap_or_else(|| panic!("no volume from the Secret {secret}"));
+    let mount = c["volumeMounts"]
+        .as_vec()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("the Secret's volume is mounted");
+    assert!(mount["subPath"].is_badvalue(), "a subPath mount is never updated by kubelet");
+    let dir = mount["mountPath"].as_str().unwrap();
+    assert_eq!(d.env["POUNCE_TLS_CERT"], format!("{dir}/tls.crt"), "kubernetes.io/tls keys");
+    assert_eq!(d.env["POUNCE_TLS_KEY"], format!("{dir}/tls.key"));
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["scheme"].as_str(), Some("HTTPS"), "{probe}");
+    }
+    assert_pounce_reads(d.file, &d.env);
+
+    // The pod, with the Secret's files in a directory of the test's own.
+    let pki = common::tls::Pki::new("k8s");
+    let leaf = pki.leaf("app", false);
+    let mut env = d.env.clone();
+    for (var, file) in [("POUNCE_TLS_CERT", &leaf.cert), ("POUNCE_TLS_KEY", &leaf.key)] {
+        env.insert(var.into(), file.to_string_lossy().into_owned());
+    }
+    let d = Deployment { env, ..d };
+    let mut p = d.start();
+    assert!(p.log_text().contains("Listening on https://"), "{}", p.log_text());
+    let r = d.health(p.addr);
+    assert_eq!(r.code, 0, "kubelet's HTTPS probe, as pounce healthcheck: {}", r.stderr);
+    let config = pki.client_config(&["http/1.1"]);
+    let mut c = common::tls::connect(p.addr, &config).unwrap();
+    assert_eq!(c.get(&d.health_path()).status, 200);
+    assert_eq!(c.get("/").status, 200);
+    p.sigterm();
+    assert_eq!(p.wait_exit(Duration::from_secs(20)), Some(0), "{}", p.log_text());
+}
+
+/// deploy/systemd/pounce-tls.conf and pounce-certbot-hook.sh: the drop-in's
+/// variables are read by pounce and serve HTTPS from the hook's directory;
+/// the hook, run as certbot runs it after a renewal, installs the new files
+/// and hot-upgrades pounce, whose new connections get the new certificate.
+#[test]
+fn systemd_tls_drop_in_serves_https_and_the_certbot_hook_rotates() {
+    procs::become_subreaper();
+    let s = unit_settings(&read("deploy/systemd/pounce-tls.conf"));
+    let mut env = BTreeMap::new();
+    for line in unit_get(&s, "Environment") {
+        let (k, v) = line.trim_matches('"').split_once('=').expect("Environment=K=V");
+        env.insert(k.to_string(), v.to_string());
+    }
+    assert!(!unit_get(&s, "SupplementaryGroups").is_empty(), "the key's group");
+    assert_pounce_reads("deploy/systemd/pounce-tls.conf", &env);
+    let cert_dir = Path::new(&env["POUNCE_TLS_CERT"]).parent().unwrap().to_path_buf();
+    assert_eq!(Path::new(&env["POUNCE_TLS_KEY"]).parent(), Some(cert_dir.as_path()));
+
+    let pki = common::tls::Pki::new("certbot");
+    let hook = root().join("deploy/systemd/pounce-certbot-hook.sh");
+    let tls_dir = pki.dir.join("pounce-tls");
+    let group = String::from_utf8(Command::new("id").arg("-gn").output().unwrap().stdout).unwrap();
+    // certbot's live/ directory for a lineage, then the hook it runs.
+    let renew = |leaf: &common::tls::Leaf, reload: &str| {
+        let lineage = pki.dir.join("live");
+        std::fs::create_dir_all(&lineage).unwrap();
+        std::fs::copy(&leaf.cert, lineage.join("fullchain.pem")).unwrap();
+        std::fs::copy(&leaf.key, lineage.join("privkey.pem")).unwrap();
+        let mut cmd = Command::new(&hook);
+        cmd.env("RENEWED_LINEAGE", &lineage)
+            .env("POUNCE_TLS_DIR", &tls_dir)
+            .env("POUNCE_TLS_GROUP", group.trim())
+            .env("POUNCE_RELOAD", reload);
+        let r = run(cmd, Duration::from_secs(10));
+        assert_eq!(r.code, 0, "the hook: {}", r.stderr);
+    };
+    let first = pki.leaf("first", false);
+    renew(&first, "true");
+    for (var, v) in env.iter_mut() {
+        if var.starts_with("POUNCE_TLS_") {
+            *v = v.replace(&cert_dir.to_string_lossy().into_owned(), &tls_dir.to_string_lossy());
+        }
+    }
+    let pid_file = pki.dir.join("pounce.pid");
+    let mut cmd = common::command(&[
+        "demo",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--workers",
+        "2",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ]);
+    cmd.envs(&env);
+    let mut p = Pounce::spawn(cmd);
+    let mut reaper = procs::Reaper::default();
+    reaper.track(p.pid());
+    let config = pki.client_config(&["http/1.1"]);
+    let got = |addr| common::tls::peer_leaf(&common::tls::connect(addr, &config).unwrap());
+    assert_eq!(got(p.addr), first.der);
+
+    // The renewal: the hook installs the files, then reloads (SIGHUP here,
+    // `systemctl reload pounce` under systemd).
+    let second = pki.leaf("second", false);
+    renew(&second, &format!("kill -HUP {}", p.pid()));
+    let next = procs::pid_file_changes(&pid_file, Some(p.pid()), Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no successor; log:\n{}", p.log_text()));
+    reaper.track(next);
+    p.wait_log(&format!("Upgrade: successor pid {next} is ready"), Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{}", p.log_text()));
+    assert_eq!(got(p.addr), second.der, "new connections get the renewed certificate");
+    assert_eq!(p.wait_exit(Duration::from_secs(15)), Some(0), "{}", p.log_text());
+    // SAFETY: kill(2) on the successor this test caused.
+    unsafe { libc::kill(next, libc::SIGTERM) };
+    assert_eq!(procs::wait_exit(next, Duration::from_secs(15)), Some(0), "{}", p.log_text());
 }

@@ -413,6 +413,9 @@ fn upgrade_in_a_container(init: &[&str], stays: &str) {
     let log = p.log_text();
     assert!(log.contains("Received SIGTERM — forwarded to the successor"), "{log}");
     assert!(log.contains("exited with status 0; exiting with its status"), "{log}");
+    // The keeper's drain was long over: the successor must not wait for it
+    // (it would, until its own deadline, if the keeper kept the link open).
+    assert!(!log.contains("Waiting for the previous process"), "{log}");
 }
 
 #[test]

@@ -203,7 +203,8 @@ pub enum Body {
     /// `offset + len` bytes long while it is sent; if it shrinks, a small
     /// body is answered `500` and a large one's connection is closed. As
     /// with nginx, bytes not in the page cache are read from disk on the
-    /// worker's thread.
+    /// worker's thread. Under TLS there is no zero-copy path: the bytes are
+    /// read (`pread`) 60 KiB at a time and encrypted, never whole.
     File {
         file: Rc<dyn AsRawFd>,
         offset: u64,

@@ -2,8 +2,12 @@
 //! 1 otherwise, with one line on stderr saying why. It exists for Docker's
 //! `HEALTHCHECK` and ECS health checks in images that have no curl
 //! (distroless), and reads the same `POUNCE_*` variables as the server, so in
-//! a container it needs no arguments.
+//! a container it needs no arguments: with `POUNCE_TLS_CERT` set, as in a
+//! server's environment that serves HTTPS, it speaks HTTPS too. It does not
+//! check the certificate (it checks health, on this host, not the
+//! certificate: an expired one must not restart a healthy container).
 
+use crate::config::parse_bool;
 use crate::config::parse_seconds;
 use crate::exit::ExitStatus;
 use clap::{Arg, ArgMatches, Command};
@@ -30,6 +34,18 @@ pub fn command() -> Command {
                 .env("POUNCE_HEALTH_CHECK_PATH")
                 .value_name("PATH")
                 .help("Path to GET [default: /health]"),
+        )
+        .arg(
+            Arg::new("tls")
+                .long("tls")
+                .value_name("BOOL")
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true")
+                .help(
+                    "Speak HTTPS, without checking the certificate [default: when POUNCE_TLS_CERT is set, \
+                     as in the environment of a server that serves HTTPS]",
+                ),
         )
         .arg(
             Arg::new("timeout")
@@ -95,16 +111,27 @@ fn check(m: &ArgMatches) -> Result<String, Failure> {
     if timeout.is_zero() {
         return Err(Failure::Usage("timeout must be positive, got 0".into()));
     }
+    let tls = match get("tls") {
+        Some(v) => parse_bool("tls", &v).map_err(|e| Failure::Usage(e.to_string()))?,
+        None => std::env::var_os("POUNCE_TLS_CERT").is_some_and(|v| !v.is_empty()),
+    };
     let addr = resolve(&host, port)
         .ok_or_else(|| Failure::Usage(format!("host must be an address, got '{host}'")))?;
     let deadline = Instant::now() + timeout;
-    let url = format!("http://{addr}{path}");
+    let url = format!("{}://{addr}{path}", if tls { "https" } else { "http" });
     let unhealthy = |what: String| Failure::Unhealthy(format!("{url}: {what}"));
 
-    let mut s =
+    let tcp =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| unhealthy(format!("cannot connect ({e})")))?;
     let left = |d: Instant| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    s.set_write_timeout(Some(left(deadline))).ok();
+    tcp.set_write_timeout(Some(left(deadline))).ok();
+    let timeouts = tcp.try_clone().map_err(|e| unhealthy(format!("cannot connect ({e})")))?;
+    let mut s: Box<dyn ReadWrite> = if tls {
+        tcp.set_read_timeout(Some(left(deadline))).ok();
+        Box::new(tls_client(addr, tcp).map_err(|e| unhealthy(format!("TLS: {e}")))?)
+    } else {
+        Box::new(tcp)
+    };
     let host_header = match addr {
         SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
         a => a.to_string(),
@@ -122,7 +149,7 @@ fn check(m: &ArgMatches) -> Result<String, Failure> {
         if Instant::now() >= deadline {
             return Err(unhealthy(format!("no response within {:.1}s", timeout.as_secs_f64())));
         }
-        s.set_read_timeout(Some(left(deadline))).ok();
+        timeouts.set_read_timeout(Some(left(deadline))).ok();
         match s.read(&mut chunk) {
             Ok(0) => return Err(unhealthy("connection closed before a response".into())),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -142,6 +169,73 @@ fn check(m: &ArgMatches) -> Result<String, Failure> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| unhealthy(format!("not an HTTP response: {line:?}")))?;
     if (200..300).contains(&code) { Ok(format!("{url}: {line}")) } else { Err(unhealthy(line)) }
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// A TLS client on `tcp`, handshake done, that accepts whatever certificate
+/// the server presents (the signature over the handshake is still checked).
+fn tls_client(
+    addr: SocketAddr,
+    mut tcp: TcpStream,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
+    use rustls::pki_types::ServerName;
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = std::sync::Arc::new(AnyCertificate(provider.clone()));
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = ServerName::IpAddress(addr.ip().into());
+    let mut conn =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), name).map_err(|e| e.to_string())?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
+/// Trusts any certificate: the probe checks health, not the certificate.
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// `0.0.0.0`/`::` (what a server binds in a container) mean this host.

@@ -63,6 +63,7 @@ pub mod metrics;
 pub(crate) mod server;
 mod shutdown;
 mod time;
+pub(crate) mod tls;
 
 pub use config::cli;
 pub use config::{
@@ -72,6 +73,7 @@ pub use exit::ExitStatus;
 pub use handler::{Body, Chunk, ChunkStream, Handler, Request, Response};
 pub use http::Version;
 pub use server::Server;
+pub use tls::TlsConfig;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -108,6 +110,11 @@ pub fn serve<H: Handler>(config: ServerConfig, handler: H) -> ExitCode {
 
 /// Prints `error: <msg>` and returns exit code 2.
 pub fn usage_error(msg: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
+    // One write(2) for the whole line: a hot upgrade's successor shares its
+    // stderr with the process still serving, whose log lines must not split
+    // this one (eprintln! may write it in pieces).
+    use std::io::Write;
+    let line = format!("error: {msg}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
     ExitStatus::Usage.into()
 }

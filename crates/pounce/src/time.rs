@@ -63,6 +63,20 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Seconds since the epoch of a UTC calendar time (the inverse of
+/// [`Civil::from_unix`]; month 1-12, day 1-31), for dates read from
+/// certificates.
+pub(crate) fn unix_from_civil(year: i64, month: u32, day: u32, hour: u32, minute: u32, second: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400); // [0, 399]
+    let mp = i64::from((month + 9) % 12); // March = 0
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1; // [0, 365]
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
+}
+
 /// `YYYY-MM-DD HH:MM:SS`, the timestamp of every log line.
 pub(crate) fn log_timestamp(c: &Civil) -> String {
     format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", c.year, c.month, c.day, c.hour, c.minute, c.second)
@@ -133,6 +147,7 @@ mod tests {
         for day in 0..(200 * 366) {
             let c = Civil::from_unix(day * 86_400 + 3_661);
             assert_eq!((c.year, c.month, c.day, c.weekday), (y, m, d, wd), "day {day}");
+            assert_eq!(unix_from_civil(y, m, d, 1, 1, 1), day * 86_400 + 3_661, "day {day}");
             assert_eq!((c.hour, c.minute, c.second), (1, 1, 1));
             wd = (wd + 1) % 7;
             d += 1;

@@ -11,7 +11,7 @@
 //! refused or failed, reset or EOF before a complete response, a status
 //! other than 200, a wrong body. A test asserts that there are none.
 
-use super::Client;
+use super::{Client, Wire};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,6 +62,9 @@ impl Tally {
     }
 }
 
+/// Opens one client connection.
+pub type Connector = Arc<dyn Fn() -> std::io::Result<Client<Box<dyn Wire + Send>>> + Send + Sync>;
+
 pub struct Load {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<Tally>>,
@@ -71,15 +74,20 @@ impl Load {
     /// Starts `keep_alive` keep-alive clients and `fresh` per-request-
     /// connection clients against `addr`.
     pub fn start(addr: SocketAddr, keep_alive: usize, fresh: usize) -> Load {
+        Load::start_with(Arc::new(move || connect(addr)), keep_alive, fresh)
+    }
+
+    /// The same clients, making their connections with `connect` (TLS, say).
+    pub fn start_with(connect: Connector, keep_alive: usize, fresh: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for i in 0..keep_alive {
-            let stop = stop.clone();
-            threads.push(std::thread::spawn(move || keep_alive_client(addr, i, &stop)));
+            let (stop, connect) = (stop.clone(), connect.clone());
+            threads.push(std::thread::spawn(move || keep_alive_client(&*connect, i, &stop)));
         }
         for _ in 0..fresh {
-            let stop = stop.clone();
-            threads.push(std::thread::spawn(move || fresh_client(addr, &stop)));
+            let (stop, connect) = (stop.clone(), connect.clone());
+            threads.push(std::thread::spawn(move || fresh_client(&*connect, &stop)));
         }
         Load { stop, threads }
     }
@@ -95,22 +103,24 @@ impl Load {
     }
 }
 
-fn connect(addr: SocketAddr) -> std::io::Result<Client> {
+fn connect(addr: SocketAddr) -> std::io::Result<Client<Box<dyn Wire + Send>>> {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-    let c = Client::from_stream(s);
-    c.stream.set_read_timeout(Some(Duration::from_secs(15))).ok();
+    let c = Client::over(Box::new(s) as Box<dyn Wire + Send>);
+    c.stream.tcp().set_read_timeout(Some(Duration::from_secs(15))).ok();
     Ok(c)
 }
 
-fn keep_alive_client(addr: SocketAddr, seed: usize, stop: &AtomicBool) -> Tally {
+type Connect = dyn Fn() -> std::io::Result<Client<Box<dyn Wire + Send>>> + Send + Sync;
+
+fn keep_alive_client(connect: &Connect, seed: usize, stop: &AtomicBool) -> Tally {
     let mut t = Tally::default();
-    let mut conn: Option<Client> = None;
+    let mut conn: Option<Client<Box<dyn Wire + Send>>> = None;
     let mut n = seed;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => match connect(addr) {
+            None => match connect() {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     t.fail(format!("connect: {e}"));
@@ -157,11 +167,11 @@ fn keep_alive_client(addr: SocketAddr, seed: usize, stop: &AtomicBool) -> Tally 
     t
 }
 
-fn fresh_client(addr: SocketAddr, stop: &AtomicBool) -> Tally {
+fn fresh_client(connect: &Connect, stop: &AtomicBool) -> Tally {
     let mut t = Tally::default();
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        let mut c = match connect(addr) {
+        let mut c = match connect() {
             Ok(c) => c,
             Err(e) => {
                 t.fail(format!("connect: {e}"));

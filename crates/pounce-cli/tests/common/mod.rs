@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod load;
 pub mod procs;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -40,6 +41,8 @@ const SCRUB: &[&str] = &[
     "POUNCE_PID_FILE",
     "POUNCE_UPGRADE_TIMEOUT",
     "POUNCE_METRICS_ADDR",
+    "POUNCE_TLS_CERT",
+    "POUNCE_TLS_KEY",
     "RUST_LOG",
     "NOTIFY_SOCKET",
     "LISTEN_FDS",
@@ -149,10 +152,9 @@ impl Pounce {
         let mut p =
             Pounce { child, addr: "127.0.0.1:0".parse().unwrap(), metrics_addr: None, log, status: None };
         let line = p
-            .wait_log("Listening on http://", Duration::from_secs(15))
+            .wait_log("Listening on http", Duration::from_secs(15))
             .unwrap_or_else(|| panic!("pounce did not start; log:\n{}", p.log_text()));
-        let addr =
-            line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().trim_end_matches(',');
+        let addr = line.split("://").nth(1).unwrap().split_whitespace().next().unwrap().trim_end_matches(',');
         let addr = addr.replace("localhost", "127.0.0.1");
         p.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}"));
         // Logged before `Listening on` when it is bound at start.
@@ -272,9 +274,26 @@ impl Resp {
     }
 }
 
+/// What a [`Client`] talks over: a TCP stream, or TLS on one.
+pub trait Wire: Read + Write {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Wire for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Wire for Box<dyn Wire + Send> {
+    fn tcp(&self) -> &TcpStream {
+        (**self).tcp()
+    }
+}
+
 /// A client connection that reads responses one at a time, with a deadline.
-pub struct Client {
-    pub stream: TcpStream,
+pub struct Client<S: Wire = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -285,8 +304,15 @@ impl Client {
     }
 
     pub fn from_stream(stream: TcpStream) -> Client {
-        stream.set_nodelay(true).ok();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        Client::over(stream)
+    }
+}
+
+impl<S: Wire> Client<S> {
+    /// A client over `stream` (TCP_NODELAY, 10 s read timeout).
+    pub fn over(stream: S) -> Client<S> {
+        stream.tcp().set_nodelay(true).ok();
+        stream.tcp().set_read_timeout(Some(Duration::from_secs(10))).ok();
         Client { stream, buf: Vec::new() }
     }
 
@@ -379,7 +405,7 @@ impl Client {
 
     /// True if the server closed the connection (EOF or reset) within `timeout`.
     pub fn is_closed_within(&mut self, timeout: Duration) -> bool {
-        self.stream.set_read_timeout(Some(timeout)).ok();
+        self.stream.tcp().set_read_timeout(Some(timeout)).ok();
         let mut b = [0u8; 256];
         let closed = match self.stream.read(&mut b) {
             Ok(0) => true,
@@ -389,7 +415,7 @@ impl Client {
             }
             Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
         };
-        self.stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        self.stream.tcp().set_read_timeout(Some(Duration::from_secs(10))).ok();
         closed
     }
 }

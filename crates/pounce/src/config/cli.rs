@@ -162,6 +162,22 @@ const OPTIONS: &[Opt] = &[
                it; removed at exit if it still names this process [default: none]",
     },
     Opt {
+        field: "tls_cert",
+        flag: "tls-cert",
+        env: "POUNCE_TLS_CERT",
+        value: "PATH",
+        help: "Serve HTTPS (TLS 1.3 and 1.2, ALPN http/1.1) with the PEM certificate chain in this file, \
+               the server's certificate first; needs --tls-key. Read at start, and afresh by each hot \
+               upgrade (SIGHUP), which is how a renewed certificate is picked up [default: none: plain HTTP]",
+    },
+    Opt {
+        field: "tls_key",
+        flag: "tls-key",
+        env: "POUNCE_TLS_KEY",
+        value: "PATH",
+        help: "The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert's certificate [default: none]",
+    },
+    Opt {
         field: "upgrade_timeout",
         flag: "upgrade-timeout",
         env: "POUNCE_UPGRADE_TIMEOUT",
@@ -210,7 +226,8 @@ pub fn add_server_args(mut cmd: Command) -> Command {
 pub const SIGNALS_HELP: &str = "Signals: SIGTERM or SIGINT drains and exits (a second one exits at once, code 3); \
 SIGUSR2 or SIGHUP is a hot upgrade: the binary at the start-up path is started with the same arguments \
 and environment and takes over the listening sockets, then this process drains and exits (as a container's \
-main process it stays up as the successor's init). \
+main process it stays up as the successor's init); the successor reads every file afresh, --tls-cert/--tls-key \
+included: this is how a renewed certificate is served. \
 Sockets passed in LISTEN_FDS/LISTEN_PID (systemd socket activation) are served instead of binding.";
 
 /// The server command for a binary called `name`: all options, no app.
@@ -323,7 +340,30 @@ pub fn config_from_matches(m: &ArgMatches) -> Result<ServerConfig, ConfigError> 
         ServerConfigBuilder::default().workers(1).pid_file(&v).build().map_err(annotate(&s))?;
         b = b.pid_file(v);
     }
-    b.build()
+    // The files are read once, by the final build; its error names the
+    // option, and here where its value came from.
+    let tls_cert = get("tls_cert");
+    let tls_key = get("tls_key");
+    if let Some((v, _)) = &tls_cert {
+        b = b.tls_cert(v);
+    }
+    if let Some((v, _)) = &tls_key {
+        b = b.tls_key(v);
+    }
+    b.build().map_err(|e| {
+        // (A missing half names the option that is missing: the note says
+        // where the other came from.)
+        let (cert, key) = (tls_cert.as_ref().map(|(_, s)| s), tls_key.as_ref().map(|(_, s)| s));
+        let src = match e.field() {
+            "tls_cert" => cert.or(key),
+            "tls_key" => key.or(cert),
+            _ => None,
+        };
+        match src {
+            Some(s) => annotate(s)(e),
+            None => e,
+        }
+    })
 }
 
 /// One of a fixed set of words, case and surrounding spaces ignored.
@@ -469,6 +509,12 @@ mod tests {
             (&["--metrics-addr", "9090"], "metrics_addr must be HOST:PORT"),
             (&["--metrics-addr", "localhost:http"], "metrics_addr must be HOST:PORT"),
             (&["--metrics-addr", "127.0.0.1:8000"], "metrics_addr must not be the app's own address"),
+            (&["--tls-cert", "/nonexistent/c.pem"], "tls_key must be given with tls_cert"),
+            (&["--tls-key", "/nonexistent/k.pem"], "tls_cert must be given with tls_key"),
+            (
+                &["--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"],
+                "tls_cert cannot be read: /nonexistent/c.pem: No such file or directory",
+            ),
         ];
         for (args, want) in cases {
             let e = parse(args).unwrap_err().to_string();

@@ -12,12 +12,15 @@ mod cpus;
 mod parse;
 
 pub use cpus::available_cpus;
+pub(crate) use parse::parse_bool;
 pub use parse::{parse_seconds, parse_size};
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use crate::tls::TlsConfig;
 
 /// Durations above this are refused: a year is longer than any sane timeout
 /// and keeps `Instant` arithmetic far from overflow.
@@ -134,6 +137,7 @@ pub struct ServerConfig {
     pub(crate) pid_file: Option<PathBuf>,
     pub(crate) upgrade_timeout: Duration,
     pub(crate) metrics_addr: Option<SocketAddr>,
+    pub(crate) tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -224,6 +228,22 @@ impl ServerConfig {
         self.metrics_addr
     }
 
+    /// TLS: the certificate chain and key served, loaded and checked. `None`
+    /// serves plaintext HTTP.
+    pub fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
+    }
+
+    /// The rustls configuration each TLS connection is made from.
+    pub(crate) fn tls_server(&self) -> Option<&std::sync::Arc<rustls::ServerConfig>> {
+        self.tls.as_ref().map(|t| &t.server)
+    }
+
+    /// `https` with TLS, else `http`.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     /// How long an idle keep-alive connection may stay open once draining has
     /// begun: 1 s, never more than keep_alive_timeout.
     pub(crate) fn drain_idle_grace(&self) -> Duration {
@@ -256,6 +276,8 @@ pub struct ServerConfigBuilder {
     pid_file: Option<PathBuf>,
     upgrade_timeout: Duration,
     metrics_addr: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfigBuilder {
@@ -283,6 +305,8 @@ impl Default for ServerConfigBuilder {
             pid_file: None,
             upgrade_timeout: Duration::from_secs(30),
             metrics_addr: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -370,7 +394,24 @@ impl ServerConfigBuilder {
         self
     }
 
+    /// Serve HTTPS with the PEM certificate chain in this file (the server's
+    /// certificate first, then its intermediates). Needs
+    /// [`tls_key`](Self::tls_key) too.
+    pub fn tls_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_cert = Some(path.into());
+        self
+    }
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of the certificate given
+    /// with [`tls_cert`](Self::tls_cert).
+    pub fn tls_key(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_key = Some(path.into());
+        self
+    }
+
     /// Checks every rule and returns the config, or the first broken rule.
+    /// With TLS, this reads both files: a file that cannot be read, holds
+    /// no PEM certificate or key, or a key that does not match the
+    /// certificate is an error naming `tls_cert` or `tls_key`.
     pub fn build(self) -> Result<ServerConfig, ConfigError> {
         let ip = parse_host(&self.host)?;
         let workers = match self.workers {
@@ -420,7 +461,18 @@ impl ServerConfigBuilder {
                 format!("must be at most {}, got {}", i32::MAX, self.backlog),
             ));
         }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::new("tls_key", "must be given with tls_cert (HTTPS needs both)"));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new("tls_cert", "must be given with tls_key (HTTPS needs both)"));
+            }
+            (Some(cert), Some(key)) => Some(TlsConfig::load(cert, key)?),
+        };
         Ok(ServerConfig {
+            tls,
             host: self.host,
             ip,
             port: self.port,

@@ -17,7 +17,7 @@ use super::pidfile;
 use super::successor;
 use super::watch::Link;
 use crate::shutdown::notify;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -135,6 +135,17 @@ impl Lineage {
             deliver(LinkEvent::SuccessorGone);
         })
         .detach();
+    }
+
+    /// This process's drain is over: tells the successor so (EOF on the
+    /// link) now, not at exit, which a container's keeper never reaches
+    /// before its successor exits, and which the successor would wait for.
+    pub(crate) fn drain_over(&mut self) {
+        if let Some((_, fd)) = &self.successor {
+            // SAFETY: shutdown(2) on our end of the link (the socket itself,
+            // whatever other descriptor of it a task still holds).
+            unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+        }
     }
 
     /// False while a predecessor still serves the sockets this process

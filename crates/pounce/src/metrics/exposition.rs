@@ -12,6 +12,7 @@ use super::registry;
 use super::text::{Exposition, Kind};
 use super::worker::{ServerMetrics, Timeout, WorkerMetrics};
 use crate::shutdown::{Phase, Shared};
+use crate::tls::HandshakeFailure;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -60,6 +61,17 @@ pub(crate) const METRICS: &[(&str, Kind, &str)] = &[
         "pounce_connections_force_closed_total",
         Kind::Counter,
         "Connections shut down by force when shutdown_timeout expired.",
+    ),
+    (
+        "pounce_tls_handshakes_total",
+        Kind::Counter,
+        "TLS handshakes completed, by worker (0 when serving plain HTTP).",
+    ),
+    (
+        "pounce_tls_handshake_failures_total",
+        Kind::Counter,
+        "TLS handshakes that did not complete, by worker and reason (timeout, plain_http, not_tls, \
+         protocol_version, no_application_protocol, ...).",
     ),
 ];
 
@@ -143,6 +155,28 @@ impl Sources {
             &[],
             self.shared.total(|w| w.forced.load(Ordering::Relaxed)),
         );
+
+        header(&mut e, "pounce_tls_handshakes_total");
+        for (k, id, _) in &workers {
+            let n = self.shared.workers.get(k - 1).map_or(0, |s| s.tls_handshakes.load(Ordering::Relaxed));
+            e.sample("pounce_tls_handshakes_total", &[("worker", id)], n);
+        }
+
+        header(&mut e, "pounce_tls_handshake_failures_total");
+        for (k, id, _) in &workers {
+            for reason in HandshakeFailure::ALL {
+                let n = self
+                    .shared
+                    .workers
+                    .get(k - 1)
+                    .map_or(0, |s| s.tls_failures[reason.index()].load(Ordering::Relaxed));
+                e.sample(
+                    "pounce_tls_handshake_failures_total",
+                    &[("worker", id), ("reason", reason.label())],
+                    n,
+                );
+            }
+        }
 
         ProcessStats::read().write(&mut e);
         registry::write_registered(&mut e);

@@ -24,7 +24,7 @@
 //! by the loop itself; responses to pipelined requests accumulate in the
 //! write buffer and leave in one write when the next read would block.
 
-use super::io::{Io, Waited, Watch};
+use super::io::{Io, Waited, Watch, pread_exact};
 use super::readbuf::ReadBuf;
 use super::uring::SendBuf;
 use super::{WorkerCtx, health};
@@ -103,7 +103,9 @@ pub(crate) struct Conn<'c, H> {
 }
 
 impl<'c, H: Handler> Conn<'c, H> {
-    pub(crate) fn new(ctx: &'c WorkerCtx<H>, io: Io<'c>, peer: SocketAddr) -> Self {
+    /// A connection accepted at `accepted` (header_timeout counts from
+    /// there: a TLS handshake is part of it).
+    pub(crate) fn new(ctx: &'c WorkerCtx<H>, io: Io<'c>, peer: SocketAddr, accepted: Instant) -> Self {
         let now = Instant::now();
         Conn {
             ctx,
@@ -113,7 +115,7 @@ impl<'c, H: Handler> Conn<'c, H> {
             wbuf: Vec::new(),
             body: Vec::new(),
             head: RequestHead::default(),
-            accepted: now,
+            accepted,
             idle_since: now,
             started: now,
             served: 0,
@@ -128,7 +130,9 @@ impl<'c, H: Handler> Conn<'c, H> {
             match self.next_head().await {
                 Next::Head => {}
                 Next::Quiet => {
-                    self.flush_all().await;
+                    if self.flush_all().await {
+                        self.io.send_close().await;
+                    }
                     return;
                 }
                 Next::Refuse(status) => {
@@ -742,31 +746,6 @@ impl<'c, H: Handler> Conn<'c, H> {
     }
 }
 
-/// `pread(2)` of exactly `buf.len()` bytes at `offset`; a file that ends
-/// first is an error (it shrank after the response's length was set).
-fn pread_exact(fd: std::os::fd::RawFd, buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        let rest = &mut buf[done..];
-        // SAFETY: `rest` is valid for writes of `rest.len()` bytes.
-        let n = unsafe { libc::pread64(fd, rest.as_mut_ptr().cast(), rest.len(), offset as libc::off64_t) };
-        match n {
-            0 => return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "file shorter than its response")),
-            n if n > 0 => {
-                done += n as usize;
-                offset += n as u64;
-            }
-            _ => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Appends a small text error response with `Connection: close`; its body
 /// only when `with_body` (not for a HEAD request).
 pub(crate) fn encode_error(out: &mut Vec<u8>, status: u16, extra: &[(&'static str, &str)], with_body: bool) {
@@ -800,28 +779,5 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> Cow<'_, str> {
         Cow::Borrowed(s.as_str())
     } else {
         Cow::Borrowed("(non-string panic payload)")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::fd::AsRawFd;
-
-    #[test]
-    fn pread_exact_reads_all_or_says_the_file_is_short() {
-        let path = std::env::temp_dir().join(format!("pounce-pread-{}", std::process::id()));
-        std::fs::write(&path, b"0123456789").unwrap();
-        let f = std::fs::File::open(&path).unwrap();
-        let mut buf = [0u8; 4];
-        pread_exact(f.as_raw_fd(), &mut buf, 3).unwrap();
-        assert_eq!(&buf, b"3456");
-        let mut empty = [0u8; 0];
-        pread_exact(f.as_raw_fd(), &mut empty, 100).unwrap();
-        let e = pread_exact(f.as_raw_fd(), &mut buf, 8).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::UnexpectedEof);
-        let e = pread_exact(-1, &mut buf, 0).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
-        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -15,8 +15,8 @@ mod connection;
 mod health;
 mod io;
 pub(crate) mod listener;
-mod pool;
-mod readbuf;
+pub(crate) mod pool;
+pub(crate) mod readbuf;
 mod sched;
 pub(crate) mod startup;
 mod uring;
@@ -132,6 +132,9 @@ impl<H: Handler> Server<H> {
     fn start(self) -> Result<Finish, String> {
         let Server { config, handler } = self;
         let n = config.workers;
+        if let Some(tls) = config.tls() {
+            tls.log_at_start();
+        }
         // What a successor will be started as: captured before anything else
         // can change it.
         let exec = Exec::capture();

@@ -46,6 +46,11 @@ impl ReadBuf {
         &self.buf[self.start..self.end]
     }
 
+    /// [`data`](Self::data), writable: TLS records are decrypted in place.
+    pub(crate) fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.end]
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.start == self.end
     }

@@ -269,23 +269,66 @@ fn dispatch<H: Handler>(
     let sock = unsafe { BorrowedFd::borrow_raw(fd) };
     let sock = SockRef::from(&sock);
     let _ = sock.set_tcp_nodelay(true);
-    let peer = sock
-        .peer_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let peer = peer_of(fd);
     let guard = drain.register(fd);
     glommio::spawn_local(serve(ctx.clone(), fd, peer, guard)).detach();
 }
 
 async fn serve<H: Handler>(ctx: Rc<WorkerCtx<H>>, fd: RawFd, peer: SocketAddr, guard: ConnGuard) {
-    let io = Io::new(&ctx.driver, fd, guard.drain().clone(), guard.key());
-    let mut conn = Conn::new(&ctx, io, peer);
-    conn.run().await;
-    // Unregister before the socket is released (see ConnGuard).
-    drop(guard);
-    drop(conn);
+    let accepted = Instant::now();
+    let cfg = &ctx.config;
+    let mut io = Io::new(&ctx.driver, fd, guard.drain().clone(), guard.key(), cfg.tls_server());
+    // The handshake counts against header_timeout, as the request head
+    // behind it does: both must be in by accepted + header_timeout.
+    let deadline = accepted + cfg.header_timeout;
+    if tls_handshake(&ctx, &mut io, peer, deadline, Some(cfg.drain_idle_grace())).await {
+        let mut conn = Conn::new(&ctx, io, peer, accepted);
+        conn.run().await;
+        // Unregister before the socket is released (see ConnGuard).
+        drop(guard);
+        drop(conn);
+    } else {
+        drop(guard);
+        drop(io);
+    }
     ctx.shared.connections.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// With TLS, the handshake (see [`Io::handshake`]), counted per worker and,
+/// when it fails, logged at debug level with the reason. True to go on.
+async fn tls_handshake<H: Handler>(
+    ctx: &WorkerCtx<H>,
+    io: &mut Io<'_>,
+    peer: SocketAddr,
+    deadline: Instant,
+    idle_grace: Option<Duration>,
+) -> bool {
+    if !io.is_tls() {
+        return true;
+    }
+    let stats = ctx.shared.stats(ctx.id);
+    match io.handshake(deadline, idle_grace).await {
+        Ok(()) => {
+            stats.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            stats.tls_failures[e.reason.index()].fetch_add(1, Ordering::Relaxed);
+            log::debug!("{peer}: TLS handshake failed: {} ({}); connection closed", e.reason, e.detail);
+            false
+        }
+    }
+}
+
+/// The peer's address, for log lines.
+fn peer_of(fd: RawFd) -> SocketAddr {
+    // SAFETY: fd is a connected socket we own; borrowed for one call.
+    let sock = unsafe { BorrowedFd::borrow_raw(fd) };
+    SockRef::from(&sock)
+        .peer_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 #[derive(Clone, Copy)]
@@ -315,7 +358,14 @@ fn refuse<H: Handler>(
     glommio::spawn_local(async move {
         let since = Instant::now();
         // Not registered: refusals are bounded by their own deadlines.
-        let mut io = Io::new(&ctx.driver, fd, drain, usize::MAX);
+        let mut io = Io::new(&ctx.driver, fd, drain, usize::MAX, ctx.config.tls_server());
+        // With TLS, the 503 comes after the handshake, like any response.
+        let deadline = Instant::now() + REJECT_HEAD_WAIT;
+        if !tls_handshake(&ctx, &mut io, peer_of(fd), deadline, None).await {
+            drop(io);
+            rejecting.set(rejecting.get() - 1);
+            return;
+        }
         let (retry_after, wait_for_head) = match why {
             Refusal::Draining => ("1", true),
             Refusal::Overloaded => ("5", false),

@@ -344,6 +344,7 @@ impl Coordinator {
             run.on_wake_while_stopping(wake);
         }
         run.upgrader.kill_remaining();
+        run.lineage.drain_over();
         Finish { status: run.status, successor: run.successor }
     }
 }
@@ -385,11 +386,12 @@ fn dead_or_stopped(state: &mut [WorkerState], k: usize, ev: Option<Event>, statu
 /// `http://127.0.0.1:8000`, `http://[::1]:8000`, or `http://localhost:8000`
 /// as the user wrote it; several (inherited sockets) separated by commas.
 fn display_addrs(config: &ServerConfig, addrs: &[SocketAddr]) -> String {
+    let scheme = config.scheme();
     let one = |a: &SocketAddr| {
         if config.host().eq_ignore_ascii_case("localhost") && a.ip().is_loopback() {
-            format!("http://localhost:{}", a.port())
+            format!("{scheme}://localhost:{}", a.port())
         } else {
-            format!("http://{a}")
+            format!("{scheme}://{a}")
         }
     };
     addrs.iter().map(one).collect::<Vec<_>>().join(", ")

@@ -19,6 +19,7 @@ pub(crate) mod drain;
 pub(crate) mod notify;
 pub(crate) mod signal;
 
+use crate::tls::HandshakeFailure;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -97,6 +98,10 @@ pub(crate) struct WorkerStats {
     pub rejected: AtomicU64,
     /// Connections shut down by force.
     pub forced: AtomicU64,
+    /// TLS handshakes completed, and failed by reason (indexed by
+    /// `HandshakeFailure::index`, labelled by `HandshakeFailure::label`).
+    pub tls_handshakes: AtomicU64,
+    pub tls_failures: [AtomicU64; HandshakeFailure::COUNT],
 }
 
 /// State shared by every thread of the process. Only atomics: nothing on the

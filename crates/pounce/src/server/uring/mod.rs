@@ -99,7 +99,7 @@ pub(crate) enum SendBuf {
 }
 
 impl SendBuf {
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             SendBuf::Owned(v) => v,
             SendBuf::Static(s) => s,

@@ -15,16 +15,26 @@
 //! waiting for room when the socket is full. Dropping an `Io`
 //! is how a connection ends: the driver cancels what is in flight on the
 //! socket and then closes it.
+//!
+//! With TLS ([`tls`]), the same calls carry plaintext: reads decrypt what
+//! the ring received, sends encrypt before handing ciphertext to the ring,
+//! and file bodies are read and encrypted in chunks instead of
+//! `sendfile(2)`. The connection loop does not know which it has, except
+//! that it lets an `Io` say goodbye ([`Io::send_close`]) before a quiet
+//! close.
+
+mod tls;
 
 use super::uring::{ConnId, Driver, SendBuf};
 use crate::shutdown::Phase;
 use crate::shutdown::drain::WorkerDrain;
 use glommio::timer::Timer;
 use std::future::{Future, poll_fn};
-use std::io;
+use std::io::{self, ErrorKind};
 use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -58,14 +68,25 @@ pub(crate) struct Io<'d> {
     timer: Timer,
     drain: Rc<WorkerDrain>,
     key: usize,
+    /// TLS state; `None` for plaintext (or once a plain HTTP request on the
+    /// TLS port is being answered).
+    tls: Option<Box<tls::TlsIo>>,
 }
 
 impl<'d> Io<'d> {
     /// Takes over socket `fd`. `key` is its slot in the drain registry
-    /// (`usize::MAX` for an unregistered connection).
-    pub(crate) fn new(driver: &'d Driver, fd: RawFd, drain: Rc<WorkerDrain>, key: usize) -> Io<'d> {
+    /// (`usize::MAX` for an unregistered connection). With `tls`, the
+    /// connection speaks TLS: [`handshake`](Self::handshake) first.
+    pub(crate) fn new(
+        driver: &'d Driver,
+        fd: RawFd,
+        drain: Rc<WorkerDrain>,
+        key: usize,
+        tls: Option<&Arc<rustls::ServerConfig>>,
+    ) -> Io<'d> {
         let id = driver.register(fd);
-        Io { driver, id, fd, timer: Timer::new(Duration::from_secs(3600)), drain, key }
+        let tls = tls.map(|config| Box::new(tls::TlsIo::new(config.clone())));
+        Io { driver, id, fd, timer: Timer::new(Duration::from_secs(3600)), drain, key, tls }
     }
 
     pub(crate) fn drain(&self) -> &Rc<WorkerDrain> {
@@ -76,7 +97,10 @@ impl<'d> Io<'d> {
     /// The buffer is only used during this call, which is what lets an idle
     /// connection lend it back to the pool while pending.
     pub(crate) fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.driver.poll_read(self.id, cx, buf)
+        match &mut self.tls {
+            None => self.driver.poll_read(self.id, cx, buf),
+            Some(t) => t.poll_read(self.driver, self.id, cx, buf),
+        }
     }
 
     /// Polls `watch` and the deadline; `Some` if either fired. Arms the timer
@@ -149,7 +173,10 @@ impl<'d> Io<'d> {
     /// Hands `buf` to the driver to send; returns at once. Only one send is
     /// in flight per connection: call [`sent`](Self::sent) first.
     pub(crate) fn send(&mut self, buf: SendBuf) {
-        self.driver.start_send(self.id, buf);
+        match &mut self.tls {
+            None => self.driver.start_send(self.id, buf),
+            Some(_) => self.send_sealed(buf),
+        }
     }
 
     /// Waits until the send in flight (if any) has completed. It must make
@@ -180,6 +207,9 @@ impl<'d> Io<'d> {
     /// wait within `stall`), corked to the `sendfile` that follows. Only once
     /// no ring send is in flight ([`sent`](Self::sent)).
     pub(crate) async fn write_now(&mut self, buf: &[u8], stall: Duration) -> Waited<io::Result<()>> {
+        if self.tls.is_some() {
+            return self.queue_sealed(buf);
+        }
         let mut off = 0;
         while off < buf.len() {
             match self.driver.send_now(self.id, &buf[off..]) {
@@ -206,6 +236,9 @@ impl<'d> Io<'d> {
         len: u64,
         stall: Duration,
     ) -> (u64, Waited<io::Result<()>>) {
+        if self.tls.is_some() {
+            return self.send_file_sealed(file, offset, len, stall).await;
+        }
         let mut sent = 0u64;
         while sent < len {
             let want = (len - sent).min(SENDFILE_MAX) as usize;
@@ -257,8 +290,14 @@ impl<'d> Io<'d> {
     /// with unread data makes the kernel send a reset, which can destroy a
     /// response the client has not read yet. `scratch` receives the
     /// discarded bytes. The final close is the drop's.
+    ///
+    /// With TLS, a `close_notify` goes out before the FIN, and the client's
+    /// own `close_notify` ends the wait as its FIN would.
     pub(crate) async fn linger_close(&mut self, linger: Duration, scratch: &mut [u8]) {
         if !matches!(self.sent(linger).await, Waited::Done(Ok(()))) {
+            return;
+        }
+        if !self.send_close_notify(linger).await {
             return;
         }
         self.shutdown(std::net::Shutdown::Write);
@@ -275,6 +314,57 @@ impl<'d> Io<'d> {
 
 impl Drop for Io<'_> {
     fn drop(&mut self) {
+        if let Some(t) = &mut self.tls {
+            t.release(&self.driver.pool);
+        }
         self.driver.release(self.id);
+    }
+}
+
+/// `pread(2)` of exactly `buf.len()` bytes at `offset`; a file that ends
+/// first is an error (it shrank after the response's length was set).
+pub(crate) fn pread_exact(fd: RawFd, buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is valid for writes of `rest.len()` bytes.
+        let n = unsafe { libc::pread64(fd, rest.as_mut_ptr().cast(), rest.len(), offset as libc::off64_t) };
+        match n {
+            0 => return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "file shorter than its response")),
+            n if n > 0 => {
+                done += n as usize;
+                offset += n as u64;
+            }
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn pread_exact_reads_all_or_says_the_file_is_short() {
+        let path = std::env::temp_dir().join(format!("pounce-pread-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let mut buf = [0u8; 4];
+        pread_exact(f.as_raw_fd(), &mut buf, 3).unwrap();
+        assert_eq!(&buf, b"3456");
+        let mut empty = [0u8; 0];
+        pread_exact(f.as_raw_fd(), &mut empty, 100).unwrap();
+        let e = pread_exact(f.as_raw_fd(), &mut buf, 8).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnexpectedEof);
+        let e = pread_exact(-1, &mut buf, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+        std::fs::remove_file(&path).unwrap();
     }
 }
