@@ -74,12 +74,23 @@ fn children_where(keep: impl Fn(&str) -> bool) -> Vec<i32> {
     .collect()
 }
 
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        (parent_of(pid) == Some(parent)).then_some(pid)
+    })
+    .collect()
+}
+
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Kills (SIGKILL) and collects every pid still alive when dropped.
+/// Kills (SIGKILL) and collects, when dropped, every tracked pid still
+/// alive, their children, and every child of this test process (orphans of
+/// a failed test end up here, the test being a subreaper).
 #[derive(Default)]
 pub struct Reaper(pub Vec<i32>);
 
@@ -94,6 +105,24 @@ impl Reaper {
 impl Drop for Reaper {
     fn drop(&mut self) {
         let me = std::process::id() as i32;
+        // Also whatever a failed test did not get to track: a successor
+        // started by a tracked pounce (its child), or one reparented here.
+        let mut all = self.0.clone();
+        let mut i = 0;
+        while i < all.len() {
+            for kid in children_of(all[i]) {
+                if !all.contains(&kid) {
+                    all.push(kid);
+                }
+            }
+            i += 1;
+        }
+        for kid in children() {
+            if !all.contains(&kid) {
+                all.push(kid);
+            }
+        }
+        self.0 = all;
         for &pid in &self.0 {
             // Only a process still in this test's family: a pid that was
             // collected may have been reused by anyone since. (A pounce

@@ -1,9 +1,10 @@
 //! `--pid-file`: a file that always names the process serving the port.
 //!
 //! The serving process writes it once it is ready; a hot upgrade's successor
-//! replaces it when it takes over; a process removes it at exit only if it
-//! still names that process (after an upgrade it names the successor, which
-//! must keep it). Writes go to a temporary file in the same directory that is
+//! replaces it when it takes over; a process that handed over to nobody
+//! removes it at exit if it still names that process. (One that handed over
+//! never touches it again: between its read and its unlink, the successor
+//! may rename its own pid into place.) Writes go to a temporary file in the same directory that is
 //! then renamed over the old one, so a reader (`kill -USR2 $(cat …)`) never
 //! sees a half-written or empty file.
 

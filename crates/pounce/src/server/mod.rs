@@ -119,7 +119,11 @@ impl<H: Handler> Server<H> {
                 return ExitStatus::Fatal;
             }
         };
-        if let Some(path) = &pid_file {
+        // After a handover the file is the successor's, which may be renaming
+        // its own pid into place right now: reading it and then removing it
+        // could remove the successor's. So only a process that handed over to
+        // nobody removes it (if it still names it).
+        if let (Some(path), None) = (&pid_file, finish.successor) {
             pidfile::remove_if_ours(path, std::process::id());
         }
         match finish.successor {
