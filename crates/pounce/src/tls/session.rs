@@ -35,6 +35,30 @@ pub(crate) fn sealed_len(plain: usize) -> usize {
     plain + (plain / RECORD_PLAIN + 1) * RECORD_OVERHEAD
 }
 
+/// Appends what `seal` writes to `out`: `guess` bytes of room first, more if
+/// rustls says it needs them. On an error `out` is left as it was.
+fn seal_into(
+    out: &mut Vec<u8>,
+    guess: usize,
+    mut seal: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> Result<Option<Outcome>, rustls::Error> {
+    let at = out.len();
+    out.resize(at + guess, 0);
+    loop {
+        match seal(&mut out[at..]) {
+            Ok(n) => {
+                out.truncate(at + n);
+                return Ok(Some(Outcome::Written));
+            }
+            Err(EncryptError::InsufficientSize(s)) => out.resize(at + s.required_size, 0),
+            Err(e) => {
+                out.truncate(at);
+                return Err(rustls::Error::General(e.to_string()));
+            }
+        }
+    }
+}
+
 /// What a [`TlsSession::read`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Read {
@@ -271,39 +295,9 @@ impl TlsSession {
                     Action::Read(_) if filled > 0 => Ok(Some(Outcome::Read(Read::Data(filled)))),
                     Action::Read(_) => Ok(Some(Outcome::Read(Read::NeedInput))),
                     Action::Encrypt(data) => {
-                        let at = out.len();
-                        out.resize(at + sealed_len(data.len()), 0);
-                        loop {
-                            match write.encrypt(data, &mut out[at..]) {
-                                Ok(n) => {
-                                    out.truncate(at + n);
-                                    break Ok(Some(Outcome::Written));
-                                }
-                                Err(EncryptError::InsufficientSize(s)) => out.resize(at + s.required_size, 0),
-                                Err(e) => {
-                                    out.truncate(at);
-                                    break Err(rustls::Error::General(e.to_string()));
-                                }
-                            }
-                        }
+                        seal_into(out, sealed_len(data.len()), |buf| write.encrypt(data, buf))
                     }
-                    Action::CloseNotify => {
-                        let at = out.len();
-                        out.resize(at + 64, 0);
-                        loop {
-                            match write.queue_close_notify(&mut out[at..]) {
-                                Ok(n) => {
-                                    out.truncate(at + n);
-                                    break Ok(Some(Outcome::Written));
-                                }
-                                Err(EncryptError::InsufficientSize(s)) => out.resize(at + s.required_size, 0),
-                                Err(e) => {
-                                    out.truncate(at);
-                                    break Err(rustls::Error::General(e.to_string()));
-                                }
-                            }
-                        }
-                    }
+                    Action::CloseNotify => seal_into(out, 64, |buf| write.queue_close_notify(buf)),
                 },
                 Ok(other) => Err(rustls::Error::General(format!("unexpected TLS state {other:?}"))),
             };
