@@ -383,7 +383,10 @@ impl<'c, H: Handler> Conn<'c, H> {
             flow = Flow::Close;
         }
 
-        ctx.meter().response(status, started);
+        // One clock read serves the metrics, the access log and the
+        // keep-alive timer.
+        let done = Instant::now();
+        ctx.meter().response(status, done - started);
         if drain.draining() {
             ctx.shared.stats(ctx.id).drain_requests.fetch_add(1, Ordering::Relaxed);
         }
@@ -398,7 +401,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                 version.as_str(),
                 status,
                 sent,
-                started.elapsed().as_secs_f64() * 1e3
+                (done - started).as_secs_f64() * 1e3
             );
         }
 
@@ -408,7 +411,7 @@ impl<'c, H: Handler> Conn<'c, H> {
         self.head_request = false;
         self.body.clear();
         self.served += 1;
-        self.idle_since = Instant::now();
+        self.idle_since = done;
         flow
     }
 
@@ -506,7 +509,7 @@ impl<'c, H: Handler> Conn<'c, H> {
     fn refuse(&mut self, status: u16) -> Flow {
         let with_body = !self.head_request;
         encode_error(self.out(), status, &[], with_body);
-        self.ctx.meter().response(status, self.started);
+        self.ctx.meter().response(status, self.started.elapsed());
         Flow::Close
     }
 

@@ -411,7 +411,7 @@ fn refuse<H: Handler>(
             }
             // Counted once the 503 is certain: a connection that sends
             // nothing is closed without one.
-            ctx.meter().response(503, since);
+            ctx.meter().response(503, since.elapsed());
             if let Refusal::Draining = why {
                 ctx.shared.stats(ctx.id).rejected.fetch_add(1, Ordering::Relaxed);
             }
