@@ -251,16 +251,20 @@ def metrics_cost(vals, by_round) -> tuple[list[tuple], list[str], str]:
         if off in (None, 0) or on is None:
             rows.append((label, unit, fmt(off, unit), fmt(on, unit), "—", "—"))
             continue
-        cost = (1 - on / off) if better == "higher" else (on / off - 1)
-        rows.append((label, unit, fmt(off, unit), fmt(on, unit), f"{on / off:.3f}×", f"{cost * 100:+.1f} %"))
+        # A paired comparison: each round ran off and on back to back, so the
+        # estimate is the median of the per-round on/off ratios, not the ratio
+        # of medians taken across rounds (which carries the drift between rounds).
+        r_off, r_on = by_round.get((scen, metric, METRICS_OFF), {}), by_round.get((scen, metric, METRICS_ON), {})
+        paired = {r: statistics.median(r_on[r]) / statistics.median(r_off[r])
+                  for r in sorted(r_off) if r in r_on and statistics.median(r_off[r])}
+        ratio = statistics.median(paired.values()) if paired else on / off
+        cost = (1 - ratio) if better == "higher" else (ratio - 1)
+        rows.append((label, unit, fmt(off, unit), fmt(on, unit), f"{ratio:.3f}×", f"{cost * 100:+.1f} %"))
         if metric in METRICS_JUDGED:
             judged += 1
             if cost > METRICS_BUDGET:
                 over.append(f"{label} ({cost * 100:+.1f} %)")
-        r_off, r_on = by_round.get((scen, metric, METRICS_OFF), {}), by_round.get((scen, metric, METRICS_ON), {})
-        ratios = [f"r{r}: {statistics.median(r_on[r]) / statistics.median(r_off[r]):.3f}"
-                  for r in sorted(r_off) if r in r_on and statistics.median(r_off[r])]
-        per_round.append(f"| {label} ({unit}) | {'; '.join(ratios)} |")
+        per_round.append(f"| {label} ({unit}) | {'; '.join(f'r{r}: {x:.3f}' for r, x in paired.items())} |")
     if judged == 0:
         verdict = "not measured (the metrics-cost runs produced no numbers)"
     elif over:
