@@ -411,7 +411,9 @@ def main() -> int:
     md.append("pounce with Prometheus metrics off and on (`--metrics-addr`, `/metrics` scraped every second "
               "while on: 15 times Prometheus' default rate), measured back to back in every round, the order "
               "swapping from one round to the next. Cost: the share of throughput lost, or of CPU per "
-              f"request added. Verdict: {m_verdict}.")
+              f"request added. Verdict: {m_verdict}. A few rounds' pairs spread by more than the budget "
+              "on this shared machine: `bench/metrics_cost.py` runs many more (\"Metrics cost, paired rounds\" "
+              "below, when present).")
     md.append("")
     md.append("| metric | unit | metrics off | metrics on | on/off | cost |")
     md.append("|---|---|--:|--:|--:|--:|")
