@@ -170,11 +170,29 @@ fn successor_child() -> Option<i32> {
 mod tests {
     use super::*;
 
+    /// Waits until `pid` runs `sleep` (it has exec'd: before that, its
+    /// environ is still this process's, without the successor variable).
+    fn wait_for_exec(pid: u32) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim() != "sleep")
+            .unwrap_or(true)
+        {
+            assert!(std::time::Instant::now() < deadline, "pid {pid} did not exec sleep within 5 s");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     #[test]
     fn other_children_are_not_taken_for_a_successor() {
-        let mut plain = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        // The successor starts first, so the plain child is the newest one:
+        // only the environment tells them apart.
         let mut successor =
             std::process::Command::new("sleep").arg("5").env("POUNCE_UPGRADE_FD", "4").spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut plain = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        wait_for_exec(successor.id());
+        wait_for_exec(plain.id());
         let found = successor_child();
         let _ = plain.kill();
         let _ = successor.kill();
