@@ -9,6 +9,7 @@
 //! one, so nothing behind a bad request is ever parsed as a new request.
 
 use super::{Span, Version};
+use std::mem::MaybeUninit;
 
 /// Longest request-target accepted; longer gets 414 (nginx's default buffer).
 pub(crate) const MAX_TARGET_LEN: usize = 8192;
@@ -94,16 +95,19 @@ impl HeadError {
 /// still within limits; read more. `Err`: answer with `err.status()` and close.
 pub(crate) fn parse_head(buf: &[u8], limits: HeadLimits, head: &mut RequestHead) -> Result<bool, HeadError> {
     const STACK_HEADERS: usize = 128;
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut heap;
-    let storage: &mut [httparse::Header<'_>] = if limits.max_headers <= STACK_HEADERS {
+    // Uninitialised storage: httparse writes only the fields it finds, so
+    // the 4 KiB array is not zeroed for every request (and every partial
+    // head) just to be overwritten.
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut heap: Vec<MaybeUninit<httparse::Header<'_>>>;
+    let storage = if limits.max_headers <= STACK_HEADERS {
         &mut stack[..limits.max_headers]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        heap = std::iter::repeat_with(MaybeUninit::uninit).take(limits.max_headers).collect();
         &mut heap[..]
     };
-    let mut req = httparse::Request::new(storage);
-    let status = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let status = match req.parse_with_uninit_headers(buf, storage) {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(httparse::Error::Version) => return Err(version_error(buf)),
