@@ -274,8 +274,10 @@ def write(md_path: str, vals, by_round, meta, info) -> int:
     md = ["# pounce vs the Rust servers a user would pick instead — benchmark results", ""]
     if meta["mode"] == "quick":
         md += ["> **Quick smoke run**: 1 round, short measurements. Don't quote these numbers.", ""]
-    md.append(f"Produced by `bench/run.sh --peers{' --scaling' if conns else ''}` (runs "
-              f"{', '.join('`' + r + '`' for r in meta['runs'])}), started {started}"
+    cmds = "; ".join(f"`bench/run.sh {m['args']}`" if m.get("args") else "`bench/run.sh --peers`"
+                     for m in meta["per_run"])
+    md.append(f"Produced by {cmds} (runs {', '.join('`' + r + '`' for r in meta['runs'])}"
+              f"{', merged' if len(meta['runs']) > 1 else ''}), started {started}"
               + (f", {meta['bench_seconds']} s of measurement." if meta.get("bench_seconds") else "."))
     md.append("Every figure is the **median over rounds** in which all servers ran one after the other "
               "(pounce, nginx, nginx under `chrt -b 0`, actix-web, hyper, may-minihttp, monoio; fresh "

@@ -433,8 +433,12 @@ def main_report(a, vals, by_round, meta, info) -> int:
         md.append("> **Quick smoke run** (`bench/run.sh --quick`): 1 round, short measurements, few idle "
                   "connections. It checks that the harness works; don't quote these numbers.")
         md.append("")
-    md.append(f"Produced by `bench/run.sh{' --quick' if quick else ''}` on {date}"
-              + (f" in {a.bench_seconds} s of measurement." if a.bench_seconds else "."))
+    runs = meta.get("per_run", [meta])
+    cmds = "; ".join(f"`bench/run.sh{(' ' + m['args']) if m.get('args') else (' --quick' if quick else '')}`"
+                     for m in runs)
+    md.append(f"Produced by {cmds} on {date}"
+              + (f" in {a.bench_seconds} s of measurement" if a.bench_seconds else "")
+              + (f" (runs {', '.join('`' + r + '`' for r in meta['runs'])}, merged)." if len(runs) > 1 else "."))
     md.append("**Ratios are the numbers to read** (pounce ÷ nginx, each the median over rounds in which "
               "the servers alternated on the same machine); absolute numbers drift from one run and "
               "one shared machine to the next. pounce's workers run under `SCHED_BATCH` by default, so "

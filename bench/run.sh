@@ -43,6 +43,7 @@ PYTHON (default python3), BENCH_KEEP_TMP=1 (keep the temp dir with configs and l
 EOF
 }
 
+ARGS_JSON=$(printf '%s' "$*" | sed 's/\\/\\\\/g; s/"/\\"/g')
 QUICK=0 ROUNDS="" DURATION="" WORKERS=2 IDLE="" INSTALL=1 BUILD=1 RESULTS_MD=""
 PEERS=0 SCALING=0 ONLY="" PEERS_MD=""
 SCALING_CONNS="16 64 256 1024 4096"
@@ -149,7 +150,7 @@ FAILURES=0
 fail() { log "FAILED: $*"; FAILURES=$((FAILURES + 1)); }
 
 cat >"$RUN_DIR/meta.json" <<EOF
-{"mode": "$MODE", "rounds": $ROUNDS, "duration_s": $DURATION, "warmup_s": $WARMUP,
+{"mode": "$MODE", "args": "$ARGS_JSON", "rounds": $ROUNDS, "duration_s": $DURATION, "warmup_s": $WARMUP,
  "workers": $WORKERS, "idle": [$(echo "$IDLE" | tr -s ' ' ',')], "settle_s": $SETTLE,
  "nofile": $NOFILE, "nofile_hard": "$(ulimit -Hn)", "idle_skipped": [$(echo "${IDLE_SKIPPED[*]}" | tr -s ' ' ',')],
  "sections": "$ONLY", "servers": [$(printf '"%s",' "${SERVERS[@]}" | sed 's/,$//')],
