@@ -288,7 +288,11 @@ def write(md_path: str, vals, by_round, meta, info) -> int:
     md.append("")
     md.append(f"- CPU: {info['cpu']}, {info['cores']} logical CPUs; memory {info['memory']}; kernel "
               f"{info['kernel']}; {info['os']}")
-    md.append(f"- Load average at start / end: {meta.get('loadavg_start', '?')} / {meta.get('loadavg_end', '?')}")
+    md.append("- Load average (1, 5, 15 min) at start / end: " + "; ".join(
+        f"{m.get('loadavg_start', '?')} / {m.get('loadavg_end', '?')}"
+        + (f" (`{m.get('sections')}` run)" if len(meta["per_run"]) > 1 else "") for m in meta["per_run"])
+        + ". A load above 2 at the end means other work shared the 2 vCPUs during the run (the harness "
+          "only serialises with jobs that take the same lock): the per-round values below show the spread.")
     md.append(f"- Tools: {v['nginx']}; {v['wrk']}; {v['h2load']}; {v['rustc']}")
     md.append(f"- pounce: {v['pounce']}; `pounce demo --workers {meta['workers']}` (glommio, io_uring, one "
               "pinned executor per core, `SO_REUSEPORT`, `SCHED_BATCH` workers by default)")

@@ -168,7 +168,8 @@ def load_meta(run_dirs: list[str]) -> dict:
     meta["sections"] = ",".join(sorted({s for m in metas for s in m.get("sections", "load,metrics,idle").split(",")}))
     meta["idle"] = sorted({n for m in metas for n in m.get("idle", [])}) if meta["sections"].find("idle") >= 0 else []
     meta["idle_skipped"] = sorted({n for m in metas for n in m.get("idle_skipped", [])})
-    meta["rounds"] = sum(m.get("rounds", 0) for m in metas) if len(metas) > 1 else meta["rounds"]
+    # Each run measured its own sections over its own rounds: the title gives the largest count.
+    meta["rounds"] = max(m.get("rounds", 0) for m in metas)
     meta["runs"] = [os.path.basename(d.rstrip("/")) for d in run_dirs]
     meta["bench_seconds"] = sum(m.get("bench_seconds", 0) for m in metas) or None
     meta["loadavg_start"] = metas[0].get("loadavg_start", "?")
