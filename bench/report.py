@@ -25,13 +25,12 @@ import sys
 from collections import defaultdict
 
 SERVERS = ("pounce", "nginx")
-# Reference runs compared with pounce in rows of their own: nginx under SCHED_BATCH
-# (`chrt -b`), the policy pounce's workers use by default.
+# nginx under SCHED_BATCH (`chrt -b 0`), the policy pounce's workers use by default: a column
+# of its own next to nginx, with the same-policy ratio.
 REFERENCES = ("nginx-batch",)
 
 # (scenario, metric, label, unit, better[, reference]) — scenarios named idle-N are expanded per
 # N; a row with a reference compares pounce with that server instead of nginx.
-BATCH = "nginx under `chrt -b` (SCHED_BATCH, as pounce's workers)"
 ROWS = [
     ("plaintext-c64", "rps", "plaintext `wrk -c64`", "req/s", "higher"),
     ("plaintext-c64", "p50_ms", "plaintext `wrk -c64` p50", "ms", "lower"),
