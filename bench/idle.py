@@ -185,7 +185,7 @@ def main() -> int:
     ap.add_argument("--server", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--conns", type=int, required=True)
-    ap.add_argument("--signal", default="TERM", choices=["TERM", "QUIT", "INT"])
+    ap.add_argument("--signal", default="TERM", choices=["TERM", "QUIT", "INT", "KILL"])
     ap.add_argument("--round", type=int, default=1)
     ap.add_argument("--results", required=True)
     ap.add_argument("--pidfile", required=True)

@@ -13,6 +13,7 @@ BENCH_PIDS=()      # long-lived processes we started (servers)
 BENCH_PIDFILES=()  # pid files written by helpers (servers spawned by idle.py)
 BENCH_TMP=""       # temp dir: nginx prefix/config/pid/logs, server logs
 POLICY_RC_CREATED=0
+IS_PEER=0          # set by start_server: the server just started is one of bench/peers
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -170,6 +171,50 @@ build_pounce() {
     [[ -x "$POUNCE_BIN" ]] || die "no binary at $POUNCE_BIN after the build"
 }
 
+# The peers (bench/peers/, their own Cargo workspace, never part of pounce's): actix-web 4,
+# hyper 1 on tokio, may-minihttp, monoio. Each binary takes `PORT WORKERS`.
+PEERS_ALL=(actix hyper may monoio)
+PEERS_AVAILABLE=()
+PEER_VERSIONS_JSON="{}"
+PEERS_DIR="$BENCH_DIR/peers"
+
+# peers_binaries BUILD → builds the peers (in their own target dir, PEERS_TARGET_DIR, default
+# bench/peers/target; the root's CARGO_TARGET_DIR is not used) with their committed Cargo.lock,
+# and sets PEERS_AVAILABLE to those that built. A peer that fails to build is skipped, loudly.
+peers_binaries() {
+    local build=$1 p
+    PEERS_TARGET="${PEERS_TARGET_DIR:-$PEERS_DIR/target}"
+    if ((build)); then
+        log "cargo build --release in bench/peers (target dir $PEERS_TARGET)"
+        if ! (cd "$PEERS_DIR" && CARGO_TARGET_DIR="$PEERS_TARGET" timeout 3600 cargo build --release --locked >&2); then
+            for p in "${PEERS_ALL[@]}"; do
+                (cd "$PEERS_DIR" && CARGO_TARGET_DIR="$PEERS_TARGET" timeout 3600 \
+                    cargo build --release --locked -p "peer-$p" >&2) || log "peer $p did not build: skipped"
+            done
+        fi
+    fi
+    PEERS_AVAILABLE=()
+    for p in "${PEERS_ALL[@]}"; do
+        if [[ -x "$PEERS_TARGET/release/peer-$p" ]]; then PEERS_AVAILABLE+=("$p")
+        else log "no binary for peer $p at $PEERS_TARGET/release/peer-$p: skipped"; fi
+    done
+    ((${#PEERS_AVAILABLE[@]})) || die "no peer built (see the cargo output above)"
+    PEER_VERSIONS_JSON=$("$PY" - "$PEERS_DIR/Cargo.lock" <<'PYEOF'
+import json, re, sys
+want = ("actix-web", "hyper", "tokio", "may_minihttp", "may", "monoio", "monoio-compat")
+text = open(sys.argv[1]).read()
+found = {m.group(1): m.group(2) for m in re.finditer(r'name = "([^"]+)"\nversion = "([^"]+)"', text)}
+print(json.dumps({k: found[k] for k in want if k in found}))
+PYEOF
+    ) || PEER_VERSIONS_JSON="{}"
+}
+
+is_peer() { local p; for p in "${PEERS_ALL[@]}"; do [[ $1 == "$p" ]] && return 0; done; return 1; }
+
+peer_cmd() { # peer_cmd NAME PORT WORKERS → argv, one per line
+    printf '%s\n' "$PEERS_TARGET/release/peer-$1" "$2" "$3"
+}
+
 # Raise the open-files limit for this shell and everything it starts (servers and clients
 # each hold one fd per connection: 10 000 idle connections plus slack).
 raise_nofile() {
@@ -274,6 +319,8 @@ start_server() {
     local name=$1 workers=$2 i port
     SERVER_LOG="$BENCH_TMP/$name-$(date +%s%N).log"
     METRICS_PORT=""
+    IS_PEER=0
+    is_peer "$name" && IS_PEER=1
     case $name in
     pounce | pounce-metrics-off | pounce-metrics-on)
         local argv=()
@@ -306,7 +353,15 @@ start_server() {
         SERVER_PID=$!
         track_pid "$SERVER_PID"
         ;;
-    *) die "unknown server $name" ;;
+    *)
+        is_peer "$name" || die "unknown server $name"
+        port=$(free_port)
+        local argv=()
+        mapfile -t argv < <(peer_cmd "$name" "$port" "$workers")
+        "${argv[@]}" 2>"$SERVER_LOG" >/dev/null &
+        SERVER_PID=$!
+        track_pid "$SERVER_PID"
+        ;;
     esac
     SERVER_PORT=$port
     wait_http "$port" 15 || {

@@ -3,6 +3,10 @@
 the Markdown report and the chart.
 
   report.py --run-dir bench/out/<stamp>-<mode> --md bench/RESULTS.md --png bench/results.png
+  report.py --run-dir DIR1 --run-dir DIR2 --peers-md bench/RESULTS-peers.md   (bench/run.sh --peers)
+
+--run-dir can be given more than once: the runs' samples are merged (their rounds numbered on),
+e.g. a `--only load,idle` run and a `--only scaling` run of the same servers.
 
 Exits 1 if a headline number is missing for either server (the run failed to produce it),
 never because of what the numbers are.
@@ -21,13 +25,12 @@ import sys
 from collections import defaultdict
 
 SERVERS = ("pounce", "nginx")
-# Reference runs compared with pounce in rows of their own: nginx under SCHED_BATCH
-# (`chrt -b`), the policy pounce's workers use by default.
+# nginx under SCHED_BATCH (`chrt -b 0`), the policy pounce's workers use by default: a column
+# of its own next to nginx, with the same-policy ratio.
 REFERENCES = ("nginx-batch",)
 
 # (scenario, metric, label, unit, better[, reference]) — scenarios named idle-N are expanded per
 # N; a row with a reference compares pounce with that server instead of nginx.
-BATCH = "nginx under `chrt -b` (SCHED_BATCH, as pounce's workers)"
 ROWS = [
     ("plaintext-c64", "rps", "plaintext `wrk -c64`", "req/s", "higher"),
     ("plaintext-c64", "p50_ms", "plaintext `wrk -c64` p50", "ms", "lower"),
@@ -46,13 +49,14 @@ ROWS = [
     ("idle-N", "rss_base_kib", "server RSS before the N={n} connections", "KiB", "lower"),
     ("idle-N", "exit_ms", "signal → exit with N={n} idle connections", "ms", "lower"),
     ("startup", "first_200_ms", "exec → first 200", "ms", "lower"),
-    ("plaintext-c64", "rps", f"plaintext `wrk -c64`, vs {BATCH}", "req/s", "higher", "nginx-batch"),
-    ("plaintext-c64", "p99_ms", f"plaintext `wrk -c64` p99, vs {BATCH}", "ms", "lower", "nginx-batch"),
-    ("plaintext-c64", "cpu_us_per_req", f"server CPU per request, plaintext, vs {BATCH}", "µs", "lower",
-     "nginx-batch"),
 ]
+# Every nginx figure is shown under both policies: nginx as installed, and nginx under
+# `chrt -b 0` (measured wherever nginx is in a full run; in --quick only on plaintext -c64).
+# The same-policy ratio (pounce ÷ nginx under chrt -b) is the headline one, in bold.
 
 # Missing any of these (for either server) means the run failed to produce numbers.
+# Each belongs to a section of run.sh (--only): only the sections a run ran are required.
+SECTION_OF = {"idle-N": "idle", "startup": "idle"}
 REQUIRED = [
     ("plaintext-c64", "rps"), ("plaintext-c64", "p99_ms"), ("plaintext-c256", "rps"),
     ("plaintext-c256", "p99_ms"), ("pipelined-m16", "rps"), ("json-c64", "rps"),
@@ -126,21 +130,60 @@ def machine(repo: str) -> dict:
     return info
 
 
-def load(run_dir: str):
+def load(run_dirs: list[str]):
+    """Samples of one or more runs; a later run's rounds are numbered on after the earlier's."""
     vals: dict = defaultdict(list)  # (scenario, metric, server) -> [values in round order]
     by_round: dict = defaultdict(dict)  # (scenario, metric, server) -> {round: [values]}
-    with open(os.path.join(run_dir, "results.jsonl")) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            r = json.loads(line)
-            if r["value"] is None:
-                continue
-            key = (r["scenario"], r["metric"], r["server"])
-            vals[key].append(float(r["value"]))
-            by_round[key].setdefault(r["round"], []).append(float(r["value"]))
+    offset = 0
+    for run_dir in run_dirs:
+        last = 0
+        with open(os.path.join(run_dir, "results.jsonl")) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                r = json.loads(line)
+                last = max(last, int(r["round"]))
+                if r["value"] is None:
+                    continue
+                key = (r["scenario"], r["metric"], r["server"])
+                vals[key].append(float(r["value"]))
+                by_round[key].setdefault(r["round"] + offset, []).append(float(r["value"]))
+        offset += last
     return vals, by_round
+
+
+def load_meta(run_dirs: list[str]) -> dict:
+    """The first run's meta.json (+ end.json), with what differs across runs merged in."""
+    metas = []
+    for d in run_dirs:
+        m = json.load(open(os.path.join(d, "meta.json")))
+        end = os.path.join(d, "end.json")  # written by run.sh when the measurements end
+        if os.path.exists(end):
+            m.update(json.load(open(end)))
+        metas.append(m)
+    meta = dict(metas[0])
+    meta.setdefault("sections", "load,metrics,idle")
+    meta["sections"] = ",".join(sorted({s for m in metas for s in m.get("sections", "load,metrics,idle").split(",")}))
+    meta["idle"] = sorted({n for m in metas for n in m.get("idle", [])}) if meta["sections"].find("idle") >= 0 else []
+    meta["idle_skipped"] = sorted({n for m in metas for n in m.get("idle_skipped", [])})
+    # Each run measured its own sections over its own rounds: the title gives the largest count.
+    meta["rounds"] = max(m.get("rounds", 0) for m in metas)
+    meta["runs"] = [os.path.basename(d.rstrip("/")) for d in run_dirs]
+    meta["bench_seconds"] = sum(m.get("bench_seconds", 0) for m in metas) or None
+    meta["loadavg_start"] = metas[0].get("loadavg_start", "?")
+    meta["loadavg_end"] = metas[-1].get("loadavg_end", "?")
+    servers = []
+    for m in metas:
+        for sv in m.get("servers", ["pounce", "nginx", "nginx-batch"]):
+            if sv not in servers:
+                servers.append(sv)
+    meta["servers"] = servers
+    meta["scaling_conns"] = sorted({n for m in metas for n in m.get("scaling_conns", [])})
+    for m in metas:
+        meta.setdefault("peer_versions", {}).update(m.get("peer_versions", {}))
+    meta["per_run"] = metas
+    return meta
 
 
 def expand_rows(vals) -> list[tuple]:
@@ -174,22 +217,27 @@ def fmt(x: float | None, unit: str) -> str:
     return f"{x:.2f}" if abs(x) >= 1 else f"{x:.3f}"
 
 
-def table(vals, rows) -> list[tuple[str, str, str, str, str, str]]:
+def ratio_of(p, n) -> str:
+    return f"{p / n:.2f}×" if p is not None and n not in (None, 0) else "—"
+
+
+def table(vals, rows) -> list[tuple[str, ...]]:
+    """metric, unit, pounce, nginx, nginx under chrt -b, pounce/nginx, pounce/nginx-batch, better."""
     out = []
     for scen, metric, label, unit, better, other in rows:
-        p, n = med(vals, scen, metric, "pounce"), med(vals, scen, metric, other)
-        ratio = f"{p / n:.2f}×" if p is not None and n not in (None, 0) else "—"
-        out.append((label, unit, fmt(p, unit), fmt(n, unit), ratio, f"{better} is better"))
+        p, n, b = (med(vals, scen, metric, s) for s in ("pounce", "nginx", "nginx-batch"))
+        out.append((label, unit, fmt(p, unit), fmt(n, unit), fmt(b, unit), ratio_of(p, n), ratio_of(p, b),
+                    f"{better} is better"))
     return out
 
 
 def text_table(rows) -> str:
-    head = ("metric", "unit", "pounce", "nginx", "pounce/nginx", "")
+    head = ("metric", "unit", "pounce", "nginx", "nginx chrt-b", "p/nginx", "p/nginx chrt-b", "")
     all_rows = [head] + [tuple(c.replace("`", "") for c in r) for r in rows]
     w = [max(len(r[i]) for r in all_rows) for i in range(len(head))]
     lines = []
     for i, r in enumerate(all_rows):
-        lines.append("  ".join(c.ljust(w[j]) if j in (0, 1, 5) else c.rjust(w[j]) for j, c in enumerate(r)).rstrip())
+        lines.append("  ".join(c.ljust(w[j]) if j in (0, 1, 7) else c.rjust(w[j]) for j, c in enumerate(r)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * x for x in w))
     return "\n".join(lines)
@@ -207,7 +255,7 @@ def chart(vals, png: str, title: str) -> str | None:
     colors = {"pounce": "#d9822b", "nginx": "#2b8a3e", "nginx-batch": "#8fcf9a"}
     labels = {"nginx-batch": "nginx under chrt -b"}
     # A reference series is drawn where it was measured (plaintext -c64).
-    servers = SERVERS + tuple(r for r in REFERENCES if any(k[2] == r for k in vals))
+    servers = ("pounce", "nginx-batch", "nginx") if any(k[2] == "nginx-batch" for k in vals) else SERVERS
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [4, 3]})
     for ax, scens, metric, ylabel in (
         (axes[0], CHART_RPS, "rps", "requests/s (median, log scale)"),
@@ -277,8 +325,6 @@ def metrics_cost(vals, by_round) -> tuple[list[tuple], list[str], str]:
 def per_round_table(by_round, rows) -> list[str]:
     lines = ["| metric | server | per-round values |", "|---|---|---|"]
     for scen, metric, label, unit, _, other in rows:
-        if other != "nginx":
-            continue  # its values are in the plain rows' tables below
         for server in SERVERS + REFERENCES:
             rs = by_round.get((scen, metric, server))
             if not rs:
@@ -291,32 +337,49 @@ def per_round_table(by_round, rows) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run-dir", required=True)
-    ap.add_argument("--md", required=True)
+    ap.add_argument("--run-dir", required=True, action="append",
+                    help="a bench/run.sh run directory; repeat to merge several runs")
+    ap.add_argument("--md", help="the pounce vs nginx report (RESULTS.md)")
     ap.add_argument("--png")
+    ap.add_argument("--peers-md", help="the peers report (RESULTS-peers.md); its charts go beside it")
     ap.add_argument("--repo", default=".")
     ap.add_argument("--bench-seconds", type=int)
     a = ap.parse_args()
+    if not a.md and not a.peers_md:
+        ap.error("give --md and/or --peers-md")
 
-    meta = json.load(open(os.path.join(a.run_dir, "meta.json")))
-    end_path = os.path.join(a.run_dir, "end.json")  # written by run.sh when the measurements end
-    if os.path.exists(end_path):
-        meta.update(json.load(open(end_path)))
+    meta = load_meta(a.run_dir)
     if a.bench_seconds is None:
         a.bench_seconds = meta.get("bench_seconds")
     vals, by_round = load(a.run_dir)
+    info = machine(a.repo)
+    rc = 0
+    if a.peers_md:
+        import peers_report  # noqa: PLC0415 — beside this file
+
+        rc |= peers_report.write(a.peers_md, vals, by_round, meta, info)
+    if a.md:
+        rc |= main_report(a, vals, by_round, meta, info)
+    return rc
+
+
+def main_report(a, vals, by_round, meta, info) -> int:
     rows = expand_rows(vals)
     tab = table(vals, rows)
-    info = machine(a.repo)
+    sections = meta["sections"].split(",")
 
     missing = []
     idle_ns = sorted({s for (s, _, _) in vals if s.startswith("idle-")}) or ["idle-N"]
     for scen, metric in REQUIRED:
+        if SECTION_OF.get(scen, "load") not in sections:
+            continue
         for s in (idle_ns if scen == "idle-N" else [scen]):
             for server in SERVERS:
                 if not vals.get((s, metric, server)):
                     missing.append(f"{server} {s} {metric}")
     for scen, metric, *_ in METRICS_ROWS:
+        if "metrics" not in sections:
+            break
         for server in (METRICS_OFF, METRICS_ON):
             if not vals.get((scen, metric, server)):
                 missing.append(f"{server} {scen} {metric}")
@@ -324,6 +387,8 @@ def main() -> int:
 
     errors = []
     for (scen, metric, server), v in sorted(vals.items()):
+        if server not in SERVERS + REFERENCES + (METRICS_OFF, METRICS_ON):
+            continue  # the peers: in the peers report
         if metric in ("errors", "non200", "conns_failed", "closed_before_signal") and sum(v):
             errors.append(f"{server} {scen}: {metric} = {', '.join(str(int(x)) for x in v)} (per round)")
         if metric == "exit_code" and any(v):
@@ -368,11 +433,17 @@ def main() -> int:
         md.append("> **Quick smoke run** (`bench/run.sh --quick`): 1 round, short measurements, few idle "
                   "connections. It checks that the harness works; don't quote these numbers.")
         md.append("")
-    md.append(f"Produced by `bench/run.sh{' --quick' if quick else ''}` on {date}"
-              + (f" in {a.bench_seconds} s of measurement." if a.bench_seconds else "."))
+    runs = meta.get("per_run", [meta])
+    cmds = "; ".join(f"`bench/run.sh{(' ' + m['args']) if m.get('args') else (' --quick' if quick else '')}`"
+                     for m in runs)
+    md.append(f"Produced by {cmds} on {date}"
+              + (f" in {a.bench_seconds} s of measurement" if a.bench_seconds else "")
+              + (f" (runs {', '.join('`' + r + '`' for r in meta['runs'])}, merged)." if len(runs) > 1 else "."))
     md.append("**Ratios are the numbers to read** (pounce ÷ nginx, each the median over rounds in which "
-              "the two servers alternated on the same machine); absolute numbers drift from one run and "
-              "one shared machine to the next.")
+              "the servers alternated on the same machine); absolute numbers drift from one run and "
+              "one shared machine to the next. pounce's workers run under `SCHED_BATCH` by default, so "
+              "nginx is shown under both its default policy and `chrt -b 0`: **the same-policy ratio "
+              "(pounce ÷ nginx under `chrt -b`) is the headline one**, in bold.")
     md.append("")
     md.append("## Machine")
     md.append("")
@@ -397,10 +468,20 @@ def main() -> int:
     md.append(f"{meta['workers']} workers each; {meta['rounds']} round(s); {meta['duration_s']} s per "
               f"wrk/h2load measurement after a {meta['warmup_s']} s warm-up; idle connections: {idle_list}.")
     md.append("")
-    md.append("| metric | unit | pounce | nginx | pounce/nginx | |")
-    md.append("|---|---|--:|--:|--:|---|")
+    md.append("| metric | unit | pounce | nginx | nginx under `chrt -b` | pounce/nginx | "
+              "**pounce/nginx under `chrt -b`** | |")
+    md.append("|---|---|--:|--:|--:|--:|--:|---|")
     for r in tab:
-        md.append("| " + " | ".join(r) + " |")
+        cells = list(r)
+        if cells[6] != "—":
+            cells[6] = f"**{cells[6]}**"
+        md.append("| " + " | ".join(cells) + " |")
+    if meta.get("idle_skipped"):
+        md.append("")
+        md.append(f"Not measured: {', '.join(str(n) for n in meta['idle_skipped'])} idle connections — the "
+                  f"open-files limit here is {meta.get('nofile')} (hard limit {meta.get('nofile_hard', '?')}, "
+                  "which this run could not raise), and each connection needs a descriptor in the server and "
+                  "one in the client.")
     md.append("")
     if a.png:
         md.append(f"![req/s and p99 per scenario]({os.path.basename(a.png)})" if not chart_note
@@ -444,10 +525,11 @@ def main() -> int:
   reported.
 - **Scheduling policy.** pounce's workers run under `SCHED_BATCH` by default (`--sched-policy`): a
   worker's wake-up does not preempt the task on its core, which on this box is often wrk. nginx has
-  no such setting, so each round also runs nginx under `chrt -b 0` (its workers inherit the policy)
-  on plaintext `-c64`; the rows "vs nginx under `chrt -b`" compare pounce with that.
-- **Alternation.** Each round runs pounce's load block, then nginx's (A B), then the idle-connection
-  lifecycles for each N (pounce, then nginx); rounds repeat A B A B. Each row is the median over
+  no such setting, so every measurement of nginx is also made with nginx started under `chrt -b 0`
+  (its workers inherit the policy; in `--quick` only plaintext `-c64`): the column "nginx under
+  `chrt -b`" and the same-policy ratio next to it.
+- **Alternation.** Each round runs pounce's load block, then nginx's, then nginx's under `chrt -b`
+  (A B C), then the idle-connection lifecycles for each N in the same order; rounds repeat. Each row is the median over
   rounds (over every lifecycle for the start-up row).
 - **Identical configuration where it matters:** listen on 127.0.0.1 only, port picked free (pounce
   `--port 0`; nginx a port bound-and-released by Python), listen backlog {meta['backlog']}, keep-alive timeout

@@ -5,6 +5,9 @@
 #                           connections) → bench/RESULTS.md and bench/results.png
 #   bench/run.sh --quick    smoke run (1 round, 2 s per measurement, 500 idle connections)
 #                           → bench/out/quick-results.md (never touches bench/RESULTS.md)
+#   bench/run.sh --peers --scaling
+#                           adds the Rust peers (bench/peers/: actix-web, hyper, may-minihttp,
+#                           monoio) and the connection-scaling section → bench/RESULTS-peers.md
 #
 # Exits non-zero only if it could not produce the numbers, never because of their values.
 set -uo pipefail
@@ -24,7 +27,15 @@ usage: bench/run.sh [--quick] [options]
   --idle "N1 N2"     idle keep-alive connection counts (default "5000 10000"; quick "500")
   --no-install       don't apt-get/pip anything (fail if a tool is missing)
   --no-build         use an existing release binary (POUNCE_BIN or $CARGO_TARGET_DIR/release/pounce)
-  --results-md FILE  where to write the report (default bench/RESULTS.md; quick bench/out/quick-results.md)
+  --results-md FILE  where to write the report (default bench/RESULTS.md; quick bench/out/quick-results.md;
+                     with --peers/--scaling the run's own dir, bench/RESULTS.md untouched)
+  --peers            also build and run the peers in bench/peers/ (actix, hyper, may, monoio) in
+                     the same alternated rounds; writes bench/RESULTS-peers.md + bench/peers-*.png
+  --scaling          add the scaling section: plaintext wrk at 16, 64, 256, 1024, 4096 connections
+                     for every server; idle connections default to "1000 10000 50000"
+  --only LIST        comma-separated sections to run: load,metrics,idle,scaling (default
+                     load,metrics,idle, plus scaling with --scaling)
+  --peers-md FILE    where the peers report goes (default bench/RESULTS-peers.md)
   -h, --help         this text
 
 Environment: CARGO_TARGET_DIR (honoured by the build), POUNCE_BIN (skip the build),
@@ -32,7 +43,10 @@ PYTHON (default python3), BENCH_KEEP_TMP=1 (keep the temp dir with configs and l
 EOF
 }
 
+ARGS_JSON=$(printf '%s' "$*" | sed 's/\\/\\\\/g; s/"/\\"/g')
 QUICK=0 ROUNDS="" DURATION="" WORKERS=2 IDLE="" INSTALL=1 BUILD=1 RESULTS_MD=""
+PEERS=0 SCALING=0 ONLY="" PEERS_MD=""
+SCALING_CONNS="16 64 256 1024 4096"
 while (($#)); do
     case $1 in
     --quick) QUICK=1 ;;
@@ -43,11 +57,25 @@ while (($#)); do
     --no-install) INSTALL=0 ;;
     --no-build) BUILD=0 ;;
     --results-md) RESULTS_MD=${2:?}; shift ;;
+    --peers) PEERS=1 ;;
+    --scaling) SCALING=1 ;;
+    --only) ONLY=${2:?}; shift ;;
+    --peers-md) PEERS_MD=${2:?}; shift ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
     esac
     shift
 done
+
+[[ -n "$ONLY" ]] || { ONLY=load,metrics,idle; ((SCALING)) && ONLY+=,scaling; }
+for sec in ${ONLY//,/ }; do
+    [[ $sec =~ ^(load|metrics|idle|scaling)$ ]] || { echo "--only takes load,metrics,idle,scaling" >&2; exit 2; }
+done
+[[ ,$ONLY, == *,scaling,* ]] && SCALING=1
+section() { [[ ,$ONLY, == *,$1,* ]]; }
+if ((SCALING)) && [[ -z "$IDLE" ]] && ((!QUICK)); then IDLE="1000 10000 50000"; fi
+if ((PEERS || SCALING)) && [[ -z "$RESULTS_MD" ]]; then RESULTS_MD=RUN_DIR; fi
+: "${PEERS_MD:=$BENCH_DIR/RESULTS-peers.md}"
 
 if ((QUICK)); then
     MODE=quick
@@ -60,8 +88,6 @@ else
     WARMUP=2 SETTLE=1 H2LOAD_WARMUP=1s
     : "${RESULTS_MD:=$BENCH_DIR/RESULTS.md}"
 fi
-RESULTS_PNG="${RESULTS_MD%.md}.png"
-[[ "$RESULTS_MD" == "$BENCH_DIR/RESULTS.md" ]] && RESULTS_PNG="$BENCH_DIR/results.png"
 positive_ints ROUNDS DURATION WORKERS
 for n in $IDLE; do [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "--idle takes positive integers" >&2; exit 2; }; done
 
@@ -73,12 +99,38 @@ bench_init
 ((INSTALL)) && { ensure_tools; ensure_matplotlib; }
 ((INSTALL)) || for t in nginx wrk hey h2load timeout chrt; do command -v $t >/dev/null || die "$t missing (--no-install)"; done
 pounce_binary "$BUILD"
+PEER_NAMES=()
+if ((PEERS)); then
+    peers_binaries "$BUILD"
+    PEER_NAMES=("${PEERS_AVAILABLE[@]}")
+fi
+# Every server measured, in the order of each round (A B C …): nginx under both its default
+# policy and `chrt -b 0` (SCHED_BATCH, as pounce's workers), then the peers.
+SERVERS=(pounce nginx nginx-batch "${PEER_NAMES[@]}")
 
 MAX_IDLE=0
 for n in $IDLE; do ((n > MAX_IDLE)) && MAX_IDLE=$n; done
-# Servers and the idle client each hold one fd per connection.
+# Servers and the idle client each hold one fd per connection; wrk one per scaling connection.
 raise_nofile $((MAX_IDLE * 2 + 4096 > 65536 ? MAX_IDLE * 2 + 4096 : 65536))
-((NOFILE >= MAX_IDLE + 512)) || die "open-files limit is $NOFILE, need $((MAX_IDLE + 512)) for $MAX_IDLE idle connections (raise the hard limit: ulimit -Hn)"
+# An idle count the open-files limit cannot hold is skipped (said in the log and the report),
+# not a failure: raising the hard limit needs CAP_SYS_RESOURCE, which a container may lack.
+IDLE_SKIPPED=()
+if section idle; then
+    kept=()
+    for n in $IDLE; do
+        if ((NOFILE >= n + 512)); then kept+=("$n"); else IDLE_SKIPPED+=("$n"); fi
+    done
+    ((${#IDLE_SKIPPED[@]})) && log "SKIPPING idle counts ${IDLE_SKIPPED[*]}: the open-files limit is $NOFILE (hard limit $(ulimit -Hn), not raisable here), each needs N + 512 descriptors"
+    IDLE="${kept[*]}"
+    MAX_IDLE=0
+    for n in $IDLE; do ((n > MAX_IDLE)) && MAX_IDLE=$n; done
+    ((${#kept[@]})) || die "open-files limit is $NOFILE: no idle count fits (raise the hard limit: ulimit -Hn)"
+fi
+if section scaling; then
+    kept=()
+    for n in $SCALING_CONNS; do ((NOFILE >= n + 256)) && kept+=("$n") || log "SKIPPING scaling at $n connections: open-files limit $NOFILE"; done
+    SCALING_CONNS="${kept[*]}"
+fi
 # Connection limits for both servers: pounce's --max-connections is per process, nginx's
 # worker_connections per worker; either way every idle connection must fit.
 MAX_CONNS=$((MAX_IDLE + 1024))
@@ -90,20 +142,27 @@ RUN_DIR="$BENCH_DIR/out/$STAMP-$MODE"
 RAW="$RUN_DIR/raw"
 RESULTS="$RUN_DIR/results.jsonl"
 mkdir -p "$RAW"
+[[ "$RESULTS_MD" == RUN_DIR ]] && RESULTS_MD="$RUN_DIR/results.md"
+RESULTS_PNG="${RESULTS_MD%.md}.png"
+[[ "$RESULTS_MD" == "$BENCH_DIR/RESULTS.md" ]] && RESULTS_PNG="$BENCH_DIR/results.png"
 : >"$RESULTS"
 FAILURES=0
 fail() { log "FAILED: $*"; FAILURES=$((FAILURES + 1)); }
 
 cat >"$RUN_DIR/meta.json" <<EOF
-{"mode": "$MODE", "rounds": $ROUNDS, "duration_s": $DURATION, "warmup_s": $WARMUP,
+{"mode": "$MODE", "args": "$ARGS_JSON", "rounds": $ROUNDS, "duration_s": $DURATION, "warmup_s": $WARMUP,
  "workers": $WORKERS, "idle": [$(echo "$IDLE" | tr -s ' ' ',')], "settle_s": $SETTLE,
- "nofile": $NOFILE, "max_connections": $MAX_CONNS, "keepalive_s": $KEEPALIVE_S, "backlog": $BACKLOG,
+ "nofile": $NOFILE, "nofile_hard": "$(ulimit -Hn)", "idle_skipped": [$(echo "${IDLE_SKIPPED[*]}" | tr -s ' ' ',')],
+ "sections": "$ONLY", "servers": [$(printf '"%s",' "${SERVERS[@]}" | sed 's/,$//')],
+ "scaling_conns": [$(echo "$SCALING_CONNS" | tr -s ' ' ',')], "peer_versions": $PEER_VERSIONS_JSON,
+ "max_connections": $MAX_CONNS, "keepalive_s": $KEEPALIVE_S, "backlog": $BACKLOG,
  "started": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "loadavg_start": "$(cut -d' ' -f1-3 /proc/loadavg)",
  "pounce_bin": "$POUNCE_BIN"}
 EOF
 cp "$(nginx_conf "$BENCH_TMP/sample" 8080 "$WORKERS")" "$RUN_DIR/nginx.conf.sample"
 
-log "mode=$MODE rounds=$ROUNDS duration=${DURATION}s workers=$WORKERS idle=[$IDLE] nofile=$NOFILE"
+log "mode=$MODE rounds=$ROUNDS duration=${DURATION}s workers=$WORKERS idle=[$IDLE] nofile=$NOFILE sections=$ONLY"
+log "servers: ${SERVERS[*]}"
 log "raw output in ${RUN_DIR#"$REPO_DIR"/}"
 
 # ---------------------------------------------------------------------------------------------
@@ -167,8 +226,21 @@ load_block() {
     h2load_run "$server" "$round"
     wrk_run "$server" "$round" json-c64 64 /json
     stop_server "$server" "$SERVER_PID"
-    ((SERVER_EXIT == 0)) || log "$server exited $SERVER_EXIT after its graceful-stop signal"
+    ((SERVER_EXIT == 0 || IS_PEER)) || log "$server exited $SERVER_EXIT after its graceful-stop signal"
     [[ $server == pounce ]] && cp "$SERVER_LOG" "$RAW/pounce-load-r$round.log"
+}
+
+# Connection scaling: plaintext wrk at each count in SCALING_CONNS on one server instance,
+# req/s, p50, p99 and CPU per request at each.
+scaling_block() {
+    local server=$1 round=$2 c
+    log "round $round: $server — scaling over $SCALING_CONNS connections"
+    start_server "$server" "$WORKERS"
+    run_client $((WARMUP + 30)) wrk -t1 -c64 -d"${WARMUP}s" "http://127.0.0.1:$SERVER_PORT/" >/dev/null 2>&1
+    for c in $SCALING_CONNS; do
+        wrk_run "$server" "$round" "scale-c$c" "$c" /
+    done
+    stop_server "$server" "$SERVER_PID"
 }
 
 # nginx under SCHED_BATCH, for reference: pounce's workers run under it by default, and
@@ -219,29 +291,46 @@ idle_block() {
     local server=$1 round=$2 n=$3 port dir sig argv=() pidfile log
     port=$(free_port)
     log "round $round: $server — start-up, $n idle keep-alive connections, shutdown"
-    if [[ $server == pounce ]]; then
-        mapfile -t argv < <(pounce_cmd "$port" "$WORKERS"); sig=TERM
-    else
+    case $server in
+    pounce) mapfile -t argv < <(pounce_cmd "$port" "$WORKERS"); sig=TERM ;;
+    nginx | nginx-batch)
         dir="$BENCH_TMP/nginx-idle-$port"
         mapfile -t argv < <(nginx_cmd "$dir" "$port" "$WORKERS"); sig=QUIT
-    fi
+        [[ $server == nginx-batch ]] && argv=(chrt -b 0 "${argv[@]}")
+        ;;
+    # The peers: only their RSS and start-up are reported, so SIGKILL ends them at once.
+    *) mapfile -t argv < <(peer_cmd "$server" "$port" "$WORKERS"); sig=KILL ;;
+    esac
     pidfile="$BENCH_TMP/idle-$server-$port.pid"
     log="$RAW/$server-idle$n-r$round.log"
     BENCH_PIDFILES+=("$pidfile")
     run_client 300 "$PY" "$BENCH_DIR/idle.py" --server "$server" --port "$port" --conns "$n" \
         --signal "$sig" --round "$round" --results "$RESULTS" --pidfile "$pidfile" --log "$log" \
         --settle "$SETTLE" -- "${argv[@]}" || fail "$server idle-$n round $round: idle.py exited $?"
-    [[ $server == nginx && -f "$dir/logs/error.log" ]] && cp "$dir/logs/error.log" "$RAW/nginx-idle$n-r$round.error.log"
+    [[ $server == nginx* && -f "$dir/logs/error.log" ]] && cp "$dir/logs/error.log" "$RAW/nginx-idle$n-r$round.error.log"
 }
 
+# Quick mode (CI) keeps its old, short shape: nginx under `chrt -b` only on plaintext -c64,
+# and idle connections for pounce and nginx only.
+LOAD_SERVERS=("${SERVERS[@]}") IDLE_SERVERS=("${SERVERS[@]}")
+if ((QUICK)); then
+    LOAD_SERVERS=(pounce nginx "${PEER_NAMES[@]}") IDLE_SERVERS=(pounce nginx "${PEER_NAMES[@]}")
+fi
 T_START=$SECONDS
 for ((round = 1; round <= ROUNDS; round++)); do
-    for server in pounce nginx; do load_block "$server" "$round"; done
-    batch_block "$round"
-    metrics_block "$round"
-    for n in $IDLE; do
-        for server in pounce nginx; do idle_block "$server" "$round" "$n"; done
-    done
+    if section load; then
+        for server in "${LOAD_SERVERS[@]}"; do load_block "$server" "$round"; done
+        ((QUICK)) && batch_block "$round"
+    fi
+    section metrics && metrics_block "$round"
+    if section idle; then
+        for n in $IDLE; do
+            for server in "${IDLE_SERVERS[@]}"; do idle_block "$server" "$round" "$n"; done
+        done
+    fi
+    if section scaling; then
+        for server in "${SERVERS[@]}"; do scaling_block "$server" "$round"; done
+    fi
 done
 log "measurements took $((SECONDS - T_START)) s ($FAILURES failure(s))"
 printf '{"loadavg_end": "%s", "bench_seconds": %d, "failures": %d}\n' \
@@ -254,6 +343,10 @@ mkdir -p "$(dirname "$RESULTS_MD")"
 "$PY" "$BENCH_DIR/report.py" --run-dir "$RUN_DIR" --md "$RESULTS_MD" --png "$RESULTS_PNG" \
     --repo "$REPO_DIR"
 rc=$?
+if ((PEERS || SCALING)); then
+    "$PY" "$BENCH_DIR/report.py" --run-dir "$RUN_DIR" --peers-md "$PEERS_MD" --repo "$REPO_DIR" \
+        || log "the peers report is missing numbers (see above)"
+fi
 cp "$RESULTS_MD" "$RUN_DIR/" 2>/dev/null
 ((rc == 0)) || log "the report is missing numbers (see above)"
 exit "$rc"
