@@ -27,6 +27,7 @@ const OPTIONS: &[(&str, &str, &str, &[&str])] = &[
     ("--log-format", "POUNCE_LOG_FORMAT", "log_format", &["xml"]),
     ("--access-log", "POUNCE_ACCESS_LOG", "access_log", &["maybe"]),
     ("--sched-policy", "POUNCE_SCHED_POLICY", "sched_policy", &["fifo", "realtime", ""]),
+    ("--pin-workers", "POUNCE_PIN_WORKERS", "pin_workers", &["sometimes", "2"]),
     (
         "--metrics-addr",
         "POUNCE_METRICS_ADDR",
@@ -214,4 +215,58 @@ fn workers_run_under_sched_batch_unless_told_otherwise() {
     let p = Pounce::start_with(&["demo", "--workers", "2"], &[("POUNCE_SCHED_POLICY", "normal")]);
     let (w, _) = workers_and_others(&p);
     assert!(w.iter().all(|(_, pol)| *pol == OTHER), "{w:?}");
+}
+
+/// The CPUs each worker thread may run on (`Cpus_allowed_list` of
+/// `/proc/PID/task/TID/status`), by thread name.
+fn worker_cpus(pid: i32) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let (Ok(comm), Ok(status)) = (
+            std::fs::read_to_string(t.path().join("comm")),
+            std::fs::read_to_string(t.path().join("status")),
+        ) else {
+            continue;
+        };
+        let comm = comm.trim().to_string();
+        if !comm.starts_with("pounce-w") {
+            continue;
+        }
+        let cpus =
+            status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string();
+        out.push((comm, cpus));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn workers_are_pinned_one_cpu_each_unless_told_otherwise() {
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    let ours = ours.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if cpus < 2 {
+        println!("SKIPPED: one CPU ({ours}): two workers cannot have one each");
+        return;
+    }
+    let p = Pounce::start(&["demo", "--workers", "2"]);
+    let w = worker_cpus(p.pid());
+    assert!(w.len() >= 2, "both workers' threads: {w:?}");
+    assert!(w.iter().all(|(_, c)| c.parse::<usize>().is_ok()), "each on one CPU: {w:?}");
+    let mut distinct: Vec<_> = w.iter().map(|(_, c)| c.clone()).collect();
+    distinct.dedup();
+    assert!(distinct.len() >= 2, "on different CPUs: {w:?}");
+    assert_eq!(get(p.addr, "/").status, 200);
+    drop(p);
+    // Unpinned, by flag or variable: every worker may run on every CPU this
+    // process may (the test's own set, inherited).
+    for p in [
+        Pounce::start(&["demo", "--workers", "2", "--pin-workers", "false"]),
+        Pounce::start_with(&["demo", "--workers", "2"], &[("POUNCE_PIN_WORKERS", "no")]),
+    ] {
+        let w = worker_cpus(p.pid());
+        assert!(w.len() >= 2, "both workers' threads: {w:?}");
+        assert!(w.iter().all(|(_, c)| *c == ours), "every worker on {ours}: {w:?}");
+        assert_eq!(get(p.addr, "/").status, 200);
+    }
 }

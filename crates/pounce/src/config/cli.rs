@@ -145,6 +145,15 @@ const OPTIONS: &[Opt] = &[
                core's running task) or normal (as started) [default: batch]",
     },
     Opt {
+        field: "pin_workers",
+        flag: "pin-workers",
+        env: "POUNCE_PIN_WORKERS",
+        value: "BOOL",
+        help: "Pin each worker to a CPU of its own (when there is one for each). false lets the \
+               kernel place and move them, which helps when other busy processes share the \
+               CPUs [default: true]",
+    },
+    Opt {
         field: "drain_new_connections",
         flag: "drain-new-connections",
         env: "POUNCE_DRAIN_NEW_CONNECTIONS",
@@ -326,6 +335,9 @@ pub fn config_from_matches(m: &ArgMatches) -> Result<ServerConfig, ConfigError> 
         let choices = [("batch", SchedPolicy::Batch), ("normal", SchedPolicy::Normal)];
         b = b.sched_policy(one_of("sched_policy", &v, &choices).map_err(annotate(&s))?);
     }
+    if let Some((v, s)) = get("pin_workers") {
+        b = b.pin_workers(parse_bool("pin_workers", &v).map_err(annotate(&s))?);
+    }
     if let Some((v, s)) = get("drain_new_connections") {
         let choices = [("503", DrainNewConnections::Respond503), ("refuse", DrainNewConnections::Refuse)];
         b = b.drain_new_connections(one_of("drain_new_connections", &v, &choices).map_err(annotate(&s))?);
@@ -439,6 +451,8 @@ mod tests {
             "json",
             "--sched-policy",
             "normal",
+            "--pin-workers",
+            "false",
             "--drain-new-connections",
             "refuse",
             "--pid-file",
@@ -466,6 +480,9 @@ mod tests {
         assert_eq!(c.log_level(), Some(log::LevelFilter::Debug));
         assert_eq!(c.log_format(), LogFormat::Json);
         assert_eq!(c.sched_policy(), SchedPolicy::Normal);
+        assert!(!c.pin_workers());
+        assert!(parse(&[]).unwrap().pin_workers(), "pinned by default");
+        assert!(parse(&["--pin-workers", "yes"]).unwrap().pin_workers());
         assert_eq!(c.drain_new_connections(), DrainNewConnections::Refuse);
         assert_eq!(c.pid_file(), Some(std::path::Path::new("/run/pounce.pid")));
         assert_eq!(c.upgrade_timeout(), Duration::from_millis(2500));
@@ -499,6 +516,7 @@ mod tests {
             (&["--log-level", "loud"], "log_level must be one of"),
             (&["--access-log=maybe"], "access_log must be true or false"),
             (&["--sched-policy", "fifo"], "sched_policy must be batch or normal, got 'fifo'"),
+            (&["--pin-workers", "sometimes"], "pin_workers must be true or false, got 'sometimes'"),
             (
                 &["--drain-new-connections", "close"],
                 "drain_new_connections must be 503 or refuse, got 'close'",

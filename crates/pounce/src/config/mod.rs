@@ -133,6 +133,7 @@ pub struct ServerConfig {
     pub(crate) log_level: Option<log::LevelFilter>,
     pub(crate) log_format: LogFormat,
     pub(crate) sched_policy: SchedPolicy,
+    pub(crate) pin_workers: bool,
     pub(crate) drain_new_connections: DrainNewConnections,
     pub(crate) pid_file: Option<PathBuf>,
     pub(crate) upgrade_timeout: Duration,
@@ -212,6 +213,11 @@ impl ServerConfig {
     pub fn sched_policy(&self) -> SchedPolicy {
         self.sched_policy
     }
+    /// Whether each worker is pinned to a CPU of its own (when there are
+    /// enough CPUs for one each).
+    pub fn pin_workers(&self) -> bool {
+        self.pin_workers
+    }
     pub fn drain_new_connections(&self) -> DrainNewConnections {
         self.drain_new_connections
     }
@@ -272,6 +278,7 @@ pub struct ServerConfigBuilder {
     log_level: Option<log::LevelFilter>,
     log_format: LogFormat,
     sched_policy: SchedPolicy,
+    pin_workers: bool,
     drain_new_connections: DrainNewConnections,
     pid_file: Option<PathBuf>,
     upgrade_timeout: Duration,
@@ -301,6 +308,7 @@ impl Default for ServerConfigBuilder {
             log_level: None,
             log_format: LogFormat::Text,
             sched_policy: SchedPolicy::Batch,
+            pin_workers: true,
             drain_new_connections: DrainNewConnections::Respond503,
             pid_file: None,
             upgrade_timeout: Duration::from_secs(30),
@@ -367,6 +375,12 @@ impl ServerConfigBuilder {
     setter!(
         /// The worker threads' scheduling policy (default [`SchedPolicy::Batch`]).
         sched_policy: SchedPolicy
+    );
+    setter!(
+        /// Pin each worker to a CPU of its own (default true). Off, the
+        /// kernel places and moves the worker threads, as it does nginx's
+        /// workers without `worker_cpu_affinity`.
+        pin_workers: bool
     );
     setter!(
         /// What new connections get while draining (default `503`).
@@ -492,6 +506,7 @@ impl ServerConfigBuilder {
             log_level: self.log_level,
             log_format: self.log_format,
             sched_policy: self.sched_policy,
+            pin_workers: self.pin_workers,
             drain_new_connections: self.drain_new_connections,
             pid_file: self.pid_file,
             upgrade_timeout: self.upgrade_timeout,

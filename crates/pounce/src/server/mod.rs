@@ -208,7 +208,7 @@ impl<H: Handler> Server<H> {
         signal::spawn(signals, sig_tx, shared.clone(), go.clone()).map_err(|e| e.to_string())?;
 
         let cpus = available_cpus();
-        let pin = n <= cpus.cpus.len();
+        let pin = config.pin_workers && n <= cpus.cpus.len();
         let limits = HeadLimits { max_header_size: config.max_header_size, max_headers: config.max_headers };
         let rbuf_cap = config.max_header_size.max(MAX_TARGET_LEN + 1024) + 16 * 1024;
         let (started_tx, started_rx) = mpsc::channel::<(usize, Result<(), String>)>();
