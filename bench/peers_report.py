@@ -109,20 +109,9 @@ def targets(vals, servers, idle_ns) -> list[tuple[str, str, str]]:
     return out
 
 
-def _plt():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception as e:  # noqa: BLE001
-        return None, f"matplotlib unavailable ({e.__class__.__name__})"
-    return plt, None
-
-
 def bars(vals, servers, png, title, groups, ylabel, log=False, fmt_lab=None) -> str | None:
     """One grouped bar chart: a group per (scenario, metric, label), servers side by side."""
-    plt, why = _plt()
+    plt, why = R.pyplot()
     if plt is None:
         return why
     fig, ax = plt.subplots(figsize=(max(7, 1.9 * len(groups) + 3), 4.8))
@@ -146,17 +135,11 @@ def bars(vals, servers, png, title, groups, ylabel, log=False, fmt_lab=None) -> 
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    try:
-        fig.savefig(png, dpi=110)
-    except OSError as e:
-        return f"could not write {png}: {e}"
-    finally:
-        plt.close(fig)
-    return None
+    return R.save_chart(plt, fig, png)
 
 
 def scaling_chart(vals, servers, conns, png, title) -> str | None:
-    plt, why = _plt()
+    plt, why = R.pyplot()
     if plt is None:
         return why
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
@@ -180,13 +163,7 @@ def scaling_chart(vals, servers, conns, png, title) -> str | None:
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    try:
-        fig.savefig(png, dpi=110)
-    except OSError as e:
-        return f"could not write {png}: {e}"
-    finally:
-        plt.close(fig)
-    return None
+    return R.save_chart(plt, fig, png)
 
 
 def write(md_path: str, vals, by_round, meta, info) -> int:

@@ -243,15 +243,34 @@ def text_table(rows) -> str:
     return "\n".join(lines)
 
 
-def chart(vals, png: str, title: str) -> str | None:
-    """Draws the chart; returns None on success or the reason it was skipped."""
+def pyplot():
+    """matplotlib's pyplot (headless) and None, or None and why it is unavailable."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except Exception as e:  # noqa: BLE001
-        return f"matplotlib unavailable ({e.__class__.__name__})"
+        return None, f"matplotlib unavailable ({e.__class__.__name__})"
+    return plt, None
+
+
+def save_chart(plt, fig, png: str) -> str | None:
+    """Writes and closes `fig`; None on success, else why it was not written."""
+    try:
+        fig.savefig(png, dpi=110)
+    except OSError as e:
+        return f"could not write {png}: {e}"
+    finally:
+        plt.close(fig)
+    return None
+
+
+def chart(vals, png: str, title: str) -> str | None:
+    """Draws the chart; returns None on success or the reason it was skipped."""
+    plt, why = pyplot()
+    if plt is None:
+        return why
     colors = {"pounce": "#d9822b", "nginx": "#2b8a3e", "nginx-batch": "#8fcf9a"}
     labels = {"nginx-batch": "nginx under chrt -b"}
     # A reference series is drawn where it was measured (plaintext -c64).
@@ -282,13 +301,7 @@ def chart(vals, png: str, title: str) -> str | None:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    try:
-        fig.savefig(png, dpi=110)
-    except OSError as e:
-        return f"could not write {png}: {e}"
-    finally:
-        plt.close(fig)
-    return None
+    return save_chart(plt, fig, png)
 
 
 def metrics_cost(vals, by_round) -> tuple[list[tuple], list[str], str]:

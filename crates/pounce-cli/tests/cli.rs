@@ -253,8 +253,7 @@ fn workers_are_pinned_one_cpu_each_unless_told_otherwise() {
     let w = worker_cpus(p.pid());
     assert!(w.len() >= 2, "both workers' threads: {w:?}");
     assert!(w.iter().all(|(_, c)| c.parse::<usize>().is_ok()), "each on one CPU: {w:?}");
-    let mut distinct: Vec<_> = w.iter().map(|(_, c)| c.clone()).collect();
-    distinct.dedup();
+    let distinct: std::collections::BTreeSet<_> = w.iter().map(|(_, c)| c).collect();
     assert!(distinct.len() >= 2, "on different CPUs: {w:?}");
     assert_eq!(get(p.addr, "/").status, 200);
     drop(p);
