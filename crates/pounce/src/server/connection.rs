@@ -38,7 +38,7 @@ use crate::metrics::worker::Timeout;
 use crate::shutdown::Phase;
 use futures_lite::{FutureExt, StreamExt};
 use std::borrow::Cow;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -123,29 +123,40 @@ impl<'c, H: Handler> Conn<'c, H> {
         }
     }
 
+    /// The connection's socket (for the TLS handshake before [`run`](Self::run)).
+    pub(crate) fn io(&mut self) -> &mut Io<'c> {
+        &mut self.io
+    }
+
     /// Serves requests until the connection ends. The socket is shut down
     /// and closed when the connection (its [`Io`]) is dropped.
+    ///
+    /// The future this returns is part of every idle connection's memory, so
+    /// only the wait for the next head lives in it; serving a burst and
+    /// closing are boxed (one allocation per burst, one per close).
     pub(crate) async fn run(&mut self) {
         loop {
             match self.next_head().await {
                 Next::Head => {}
-                Next::Quiet => {
-                    if self.flush_all().await {
-                        self.io.send_close().await;
-                    }
-                    return;
-                }
+                Next::Quiet => return Box::pin(self.close_quietly()).await,
                 Next::Refuse(status) => {
                     let flow = self.refuse(status);
-                    return self.finish(flow).await;
+                    return Box::pin(self.finish(flow)).await;
                 }
                 Next::Forced => return,
             }
-            // Boxed: its state is large and only exists while serving.
             match Box::pin(self.burst()).await {
                 Flow::KeepAlive => {}
-                flow => return self.finish(flow).await,
+                flow => return Box::pin(self.finish(flow)).await,
             }
+        }
+    }
+
+    /// Ends a connection that has nothing more to answer: what is queued
+    /// goes out, then the transport's goodbye (TLS close_notify).
+    async fn close_quietly(&mut self) {
+        if self.flush_all().await {
+            self.io.send_close().await;
         }
     }
 
@@ -710,17 +721,31 @@ impl<'c, H: Handler> Conn<'c, H> {
     /// background (with whatever else this loop iteration produced). Waits
     /// only for this connection's previous send, which also throttles a
     /// stream to one chunk in flight. False if the peer is gone or too slow.
-    async fn flush(&mut self) -> bool {
-        if self.wbuf.is_empty() {
-            return true;
-        }
-        if self.io.sending() {
-            let r = self.io.sent(self.ctx.config.request_timeout).await;
-            if !self.written(r) {
-                return false;
+    ///
+    /// Not an `async fn` on purpose: the common case (nothing in flight)
+    /// completes without waiting, and the rare wait is boxed, so the idle
+    /// connection's future (which contains this one) stays small.
+    fn flush(&mut self) -> impl Future<Output = bool> + use<'_, 'c, H> {
+        let wait = !self.wbuf.is_empty() && self.io.sending();
+        let done = if wait { None } else { Some(self.hand_over()) };
+        async move {
+            match done {
+                Some(ok) => ok,
+                None => Box::pin(self.flush_after_send()).await,
             }
         }
-        self.io.send(SendBuf::Owned(std::mem::take(&mut self.wbuf)));
+    }
+
+    async fn flush_after_send(&mut self) -> bool {
+        let r = self.io.sent(self.ctx.config.request_timeout).await;
+        self.written(r) && self.hand_over()
+    }
+
+    /// Gives the write buffer to the driver (nothing may be in flight).
+    fn hand_over(&mut self) -> bool {
+        if !self.wbuf.is_empty() {
+            self.io.send(SendBuf::Owned(std::mem::take(&mut self.wbuf)));
+        }
         true
     }
 

@@ -277,20 +277,23 @@ fn dispatch<H: Handler>(
 async fn serve<H: Handler>(ctx: Rc<WorkerCtx<H>>, fd: RawFd, peer: SocketAddr, guard: ConnGuard) {
     let accepted = Instant::now();
     let cfg = &ctx.config;
-    let mut io = Io::new(&ctx.driver, fd, guard.drain().clone(), guard.key(), cfg.tls_server());
+    let io = Io::new(&ctx.driver, fd, guard.drain().clone(), guard.key(), cfg.tls_server());
+    // Made before the first wait, so that the socket and the peer are
+    // stored once in this future, which is part of every idle connection's
+    // memory (bench/NOTES.md §16).
+    let mut conn = Conn::new(&ctx, io, peer, accepted);
     // The handshake counts against header_timeout, as the request head
-    // behind it does: both must be in by accepted + header_timeout.
+    // behind it does: both must be in by accepted + header_timeout. Boxed:
+    // its state is large and only TLS connections have one.
     let deadline = accepted + cfg.header_timeout;
-    if tls_handshake(&ctx, &mut io, peer, deadline, Some(cfg.drain_idle_grace())).await {
-        let mut conn = Conn::new(&ctx, io, peer, accepted);
+    let ready = !conn.io().is_tls()
+        || Box::pin(tls_handshake(&ctx, conn.io(), peer, deadline, Some(cfg.drain_idle_grace()))).await;
+    if ready {
         conn.run().await;
-        // Unregister before the socket is released (see ConnGuard).
-        drop(guard);
-        drop(conn);
-    } else {
-        drop(guard);
-        drop(io);
     }
+    // Unregister before the socket is released (see ConnGuard).
+    drop(guard);
+    drop(conn);
     ctx.shared.connections.fetch_sub(1, Ordering::AcqRel);
 }
 
