@@ -44,6 +44,11 @@ pub(crate) struct Head<'a> {
     pub connection: ConnHeader,
 }
 
+/// The most a head's server-made fields take: status line (longest reason
+/// ~35 bytes), Server, Date, Content-Length (20 digits) or
+/// Transfer-Encoding, Connection, the blank line.
+const HEAD_FIXED_MAX: usize = 256;
+
 /// Appends the encoded head to `out`. On [`InvalidHeader`] nothing is
 /// appended.
 pub(crate) fn encode_head(out: &mut Vec<u8>, head: &Head<'_>) -> Result<(), InvalidHeader> {
@@ -55,6 +60,10 @@ pub(crate) fn encode_head(out: &mut Vec<u8>, head: &Head<'_>) -> Result<(), Inva
         check_value(v)?;
     }
     let status = if (100..1000).contains(&head.status) { head.status } else { 500 };
+    // One capacity check for the whole head instead of one per piece.
+    let fields: usize = head.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>()
+        + head.extra.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>();
+    out.reserve(HEAD_FIXED_MAX + head.content_type.map_or(0, |ct| ct.len() + 16) + fields);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
