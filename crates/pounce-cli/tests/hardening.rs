@@ -237,6 +237,29 @@ fn idle_keep_alive_is_closed_silently_at_keep_alive_timeout() {
     );
 }
 
+/// Each request moves the keep-alive deadline later. The timer behind it is
+/// only re-armed when it comes due (io/mod.rs), so an early wake must not
+/// close the connection at an earlier request's deadline, nor leave it open.
+#[test]
+fn keep_alive_timeout_counts_from_the_last_request() {
+    let p = Pounce::start(&["demo", "--keep-alive-timeout", "0.6", "--header-timeout", "10"]);
+    let mut c = Client::connect(p.addr);
+    for _ in 0..3 {
+        assert_eq!(c.get("/").status, 200);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // 1.2 s after the first request, 0.4 s after the last: past the first
+    // two deadlines, not the third.
+    assert_eq!(c.get("/").status, 200, "closed at an earlier request's deadline");
+    let t = Instant::now();
+    assert!(c.is_closed_within(Duration::from_secs(3)), "open past keep_alive_timeout");
+    assert!(
+        t.elapsed() >= Duration::from_millis(500) && t.elapsed() < Duration::from_millis(2000),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
 #[test]
 fn a_client_that_never_reads_is_cut_off_by_the_write_deadline() {
     let p = Pounce::start(&[

@@ -232,7 +232,6 @@ impl<'c, H: Handler> Conn<'c, H> {
     ) -> Waited<std::io::Result<usize>> {
         let pool = &self.ctx.driver.pool;
         let (io, rbuf) = (&mut self.io, &mut self.rbuf);
-        let mut armed = false;
         poll_fn(|cx| {
             rbuf.acquire(pool);
             let spare = rbuf.spare();
@@ -248,7 +247,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                 Poll::Pending if idle => rbuf.release(pool),
                 Poll::Pending => {}
             }
-            match io.poll_guards(cx, watch, deadline, &mut armed) {
+            match io.poll_guards(cx, watch, deadline) {
                 Some(w) => Poll::Ready(w),
                 None => Poll::Pending,
             }

@@ -4,9 +4,12 @@
 //!
 //! Each wait is one `poll_fn` that polls the socket first (received bytes
 //! already queued cost no timer at all), then the phase registry, then the
-//! connection's single reusable [`Timer`], armed only when the wait really
-//! blocks. One timer per connection, reset rather than re-created, keeps the
-//! keep-alive path free of allocations.
+//! deadline. The deadline is kept by the connection's single reusable
+//! [`Timer`], and lazily: a timer already set to wake the task no later than
+//! the deadline is left alone, and waking early only means re-arming it. A
+//! keep-alive connection's deadline moves later with every request, so its
+//! timer is touched once per `keep_alive_timeout`, not once per request
+//! (each touch is two clock reads and four map operations in the reactor).
 //!
 //! Writes are handed to the driver ([`Io::send`]) and complete in the
 //! background; [`Io::sent`] waits for the one in flight. File bodies go out
@@ -35,6 +38,7 @@ use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -61,16 +65,29 @@ pub(crate) enum Watch {
     Forced,
 }
 
+/// The origin of [`Io::timer_at`], which counts nanoseconds from here so as
+/// to fit in 8 bytes (an `Option<Instant>` takes 16, in every connection).
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// `t` in nanoseconds since [`EPOCH`], at least 1 (0 means "not armed").
+fn ticks(t: Instant) -> u64 {
+    (t.saturating_duration_since(*EPOCH).as_nanos() as u64).max(1)
+}
+
 pub(crate) struct Io<'d> {
     driver: &'d Driver,
     id: ConnId,
-    fd: RawFd,
     timer: Timer,
     drain: Rc<WorkerDrain>,
-    key: usize,
     /// TLS state; `None` for plaintext (or once a plain HTTP request on the
     /// TLS port is being answered).
     tls: Option<Box<tls::TlsIo>>,
+    /// When `timer` is registered to wake this connection's task
+    /// ([`ticks`]); 0 when it is not. The registration stays across waits.
+    timer_at: u64,
+    fd: RawFd,
+    /// The slot in the drain registry (`u32::MAX`: none).
+    key: u32,
 }
 
 impl<'d> Io<'d> {
@@ -86,7 +103,9 @@ impl<'d> Io<'d> {
     ) -> Io<'d> {
         let id = driver.register(fd);
         let tls = tls.map(|config| Box::new(tls::TlsIo::new(config.clone())));
-        Io { driver, id, fd, timer: Timer::new(Duration::from_secs(3600)), drain, key, tls }
+        let key = u32::try_from(key).unwrap_or(u32::MAX);
+        let timer = Timer::new(Duration::from_secs(3600));
+        Io { driver, id, timer, drain, tls, timer_at: 0, fd, key }
     }
 
     pub(crate) fn drain(&self) -> &Rc<WorkerDrain> {
@@ -103,32 +122,44 @@ impl<'d> Io<'d> {
         }
     }
 
-    /// Polls `watch` and the deadline; `Some` if either fired. Arms the timer
-    /// on first use within a wait.
+    /// Polls `watch` and the deadline; `Some` if either fired. Otherwise
+    /// makes sure the task is woken by the deadline at the latest.
     pub(crate) fn poll_guards<T>(
         &mut self,
         cx: &mut Context<'_>,
         watch: Watch,
         deadline: Instant,
-        armed: &mut bool,
     ) -> Option<Waited<T>> {
+        let key = self.key as usize;
         match watch {
             Watch::Change(seen) => {
-                if let Poll::Ready(p) = self.drain.poll_change(self.key, seen, cx) {
+                if let Poll::Ready(p) = self.drain.poll_change(key, seen, cx) {
                     return Some(Waited::Phase(p));
                 }
             }
             Watch::Forced => {
-                if self.drain.poll_forced(self.key, cx) {
+                if self.drain.poll_forced(key, cx) {
                     return Some(Waited::Phase(Phase::Forced));
                 }
             }
         }
-        if !*armed {
-            self.timer.reset(deadline.saturating_duration_since(Instant::now()));
-            *armed = true;
+        let now = Instant::now();
+        if now >= deadline {
+            return Some(Waited::Timeout);
         }
+        // Still registered (it has not come due) and due no later than the
+        // deadline: it wakes this task in time, and an early wake lands here
+        // again. (The registered waker is this task's: an `Io` is only ever
+        // polled by the task that owns its connection.)
+        let (now_t, deadline_t) = (ticks(now), ticks(deadline));
+        if self.timer_at != 0 && now_t < self.timer_at && self.timer_at <= deadline_t {
+            return None;
+        }
+        self.timer.reset(deadline - now);
+        self.timer_at = deadline_t;
         if Pin::new(&mut self.timer).poll(cx).is_ready() {
+            // Came due between the two clock reads.
+            self.timer_at = 0;
             return Some(Waited::Timeout);
         }
         None
@@ -142,12 +173,11 @@ impl<'d> Io<'d> {
         deadline: Instant,
         mut ready: impl FnMut(&mut Self, &mut Context<'_>) -> Poll<T>,
     ) -> Waited<T> {
-        let mut armed = false;
         poll_fn(|cx| {
             if let Poll::Ready(v) = ready(self, cx) {
                 return Poll::Ready(Waited::Done(v));
             }
-            match self.poll_guards(cx, watch, deadline, &mut armed) {
+            match self.poll_guards(cx, watch, deadline) {
                 Some(w) => Poll::Ready(w),
                 None => Poll::Pending,
             }
