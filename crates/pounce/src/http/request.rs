@@ -9,6 +9,7 @@
 //! one, so nothing behind a bad request is ever parsed as a new request.
 
 use super::{Span, Version};
+use memchr::memchr;
 use std::mem::MaybeUninit;
 
 /// Longest request-target accepted; longer gets 414 (nginx's default buffer).
@@ -264,24 +265,27 @@ fn check_partial(buf: &[u8], limits: HeadLimits) -> Result<(), HeadError> {
 /// and a proxy that reads it differently is a smuggling vector. Every LF must
 /// follow a CR, and every CR must precede an LF.
 fn check_line_endings(head: &[u8]) -> Result<(), HeadError> {
-    if line_endings_ok(head) {
-        return Ok(());
-    }
     // Only a head that fails the fast test is walked again, to say what is
     // wrong with it.
+    match line_endings_ok(head) {
+        true => Ok(()),
+        false => first_bad_line_ending(head).map_or(Ok(()), |why| Err(HeadError::Bad(why))),
+    }
+}
+
+/// The byte walk: what is wrong with the first bad line ending, if any.
+fn first_bad_line_ending(head: &[u8]) -> Option<&'static str> {
     let mut prev = 0u8;
     for (i, &b) in head.iter().enumerate() {
         match b {
-            b'\n' if prev != b'\r' => return Err(HeadError::Bad("bare LF in request head")),
-            b'\r' if head.get(i + 1) != Some(&b'\n') => {
-                return Err(HeadError::Bad("bare CR in request head"));
-            }
-            0 => return Err(HeadError::Bad("NUL in request head")),
+            b'\n' if prev != b'\r' => return Some("bare LF in request head"),
+            b'\r' if head.get(i + 1) != Some(&b'\n') => return Some("bare CR in request head"),
+            0 => return Some("NUL in request head"),
             _ => {}
         }
         prev = b;
     }
-    Ok(())
+    None
 }
 
 /// The fast test, run on every request head: branch-free so that it
@@ -376,12 +380,9 @@ fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
-pub(crate) fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    memchr::memchr(needle, hay)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// The fast test accepts exactly what the byte walk accepts: every head
     /// of up to 7 bytes over {a, CR, LF, NUL}.
@@ -397,25 +398,25 @@ mod tests {
                         b
                     })
                     .collect();
-                let walk_ok = {
-                    let mut prev = 0u8;
-                    head.iter().enumerate().all(|(i, &b)| {
-                        let ok = match b {
-                            b'\n' => prev == b'\r',
-                            b'\r' => head.get(i + 1) == Some(&b'\n'),
-                            0 => false,
-                            _ => true,
-                        };
-                        prev = b;
-                        ok
-                    })
-                };
+                let walk_ok = first_bad_line_ending(&head).is_none();
                 assert_eq!(line_endings_ok(&head), walk_ok, "{head:?}");
                 assert_eq!(check_line_endings(&head).is_ok(), walk_ok, "{head:?}");
             }
         }
     }
-    use super::*;
+
+    #[test]
+    fn the_walk_names_the_first_bad_line_ending() {
+        let bad = |h: &[u8]| first_bad_line_ending(h);
+        assert_eq!(bad(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), None);
+        assert_eq!(bad(b"GET / HTTP/1.1\nHost: a\r\n\r\n"), Some("bare LF in request head"));
+        assert_eq!(bad(b"GET / HTTP/1.1\rHost: a\r\n\r\n"), Some("bare CR in request head"));
+        assert_eq!(bad(b"GET / HTTP/1.1\r\nHost: \0\r\n\r\n"), Some("NUL in request head"));
+        assert!(matches!(
+            check_line_endings(b"GET / HTTP/1.1\nHost: a\r\n\r\n"),
+            Err(HeadError::Bad("bare LF in request head"))
+        ));
+    }
 
     const LIMITS: HeadLimits = HeadLimits { max_header_size: 8192, max_headers: 16 };
 

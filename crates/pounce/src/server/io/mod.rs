@@ -9,7 +9,8 @@
 //! the deadline is left alone, and waking early only means re-arming it. A
 //! keep-alive connection's deadline moves later with every request, so its
 //! timer is touched once per `keep_alive_timeout`, not once per request
-//! (each touch is two clock reads and four map operations in the reactor).
+//! (each touch is two clock reads and several map operations in the
+//! reactor).
 //!
 //! Writes are handed to the driver ([`Io::send`]) and complete in the
 //! background; [`Io::sent`] waits for the one in flight. File bodies go out
