@@ -298,11 +298,16 @@ impl Response {
     }
     /// `text/plain; charset=utf-8`.
     pub fn text(status: u16, body: impl Into<Body>) -> Response {
-        Response::new(status).with_content_type("text/plain; charset=utf-8").with_body(body)
+        Response::with_type(status, "text/plain; charset=utf-8", body.into())
     }
     /// `application/json`.
     pub fn json(status: u16, body: impl Into<Body>) -> Response {
-        Response::new(status).with_content_type("application/json").with_body(body)
+        Response::with_type(status, "application/json", body.into())
+    }
+    /// Built in one go rather than through the builder methods: each of
+    /// those moves the whole value, and this runs for most responses.
+    fn with_type(status: u16, content_type: &'static str, body: Body) -> Response {
+        Response { status, content_type: Some(Cow::Borrowed(content_type)), headers: Vec::new(), body }
     }
     pub fn with_status(mut self, status: u16) -> Response {
         self.status = status;

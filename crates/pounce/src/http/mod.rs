@@ -8,6 +8,7 @@ pub(crate) mod chunked;
 pub(crate) mod date;
 pub(crate) mod request;
 pub(crate) mod response;
+pub(crate) mod scan;
 pub(crate) mod status;
 
 /// The protocol version of a request.

@@ -4,6 +4,7 @@
 //! of pipelined ones) leaves in one write.
 
 use super::date;
+use super::scan;
 use super::status::reason;
 use std::borrow::Cow;
 
@@ -69,7 +70,7 @@ pub(crate) fn encode_head(out: &mut Vec<u8>, head: &Head<'_>) -> Result<(), Inva
     out.push(b' ');
     out.extend_from_slice(reason(status).as_bytes());
     out.extend_from_slice(b"\r\nServer: pounce\r\nDate: ");
-    out.extend_from_slice(&date::current());
+    date::append(out);
     out.extend_from_slice(b"\r\n");
     if let Some(ct) = head.content_type {
         field(out, "Content-Type", ct);
@@ -123,8 +124,11 @@ fn check_name(name: &str) -> Result<(), InvalidHeader> {
     Ok(())
 }
 
+/// Eight bytes at a time ([`scan`]): it runs for the content type of every
+/// response.
 fn check_value(value: &str) -> Result<(), InvalidHeader> {
-    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+    let bad = |w| scan::has_byte(w, b'\r') | scan::has_byte(w, b'\n') | scan::has_byte(w, 0);
+    if scan::any_word(value.as_bytes(), b' ', bad) {
         return Err(InvalidHeader);
     }
     Ok(())

@@ -77,6 +77,14 @@ enum Next {
     Forced,
 }
 
+/// What [`Conn::encode_response`] did.
+enum Encoded {
+    /// The whole response is in the write buffer: flow, status, body bytes.
+    Done(Flow, u16, u64),
+    /// The head is; the body needs [`Conn::write_body`].
+    Body(Flow, u16, OutFraming),
+}
+
 /// Where the request body is.
 enum BodyAt {
     /// In the read buffer, right behind the head (no copy).
@@ -329,9 +337,15 @@ impl<'c, H: Handler> Conn<'c, H> {
         // its body then answer a HEAD without a body too.
         self.head_request = self.head.is_head_method(self.rbuf.data());
 
-        let (body_at, request_end) = match self.read_body(started + cfg.request_timeout).await {
-            Ok(v) => v,
-            Err(flow) => return flow,
+        // Most requests have no body: no waiting, no state kept for it.
+        let head_len = self.head.len;
+        let (body_at, request_end) = if self.head.framing == Framing::Empty {
+            (BodyAt::Buf(head_len..head_len), head_len)
+        } else {
+            match self.read_body(started + cfg.request_timeout).await {
+                Ok(v) => v,
+                Err(flow) => return flow,
+            }
         };
 
         let drain = self.io.drain().clone();
@@ -388,8 +402,14 @@ impl<'c, H: Handler> Conn<'c, H> {
         // draining, only if another request has already (partly) arrived.
         let pipelined = self.rbuf.len() > request_end;
         let keep_alive = self.head.keep_alive && !must_close && (pipelined || !drain.draining());
-        let (mut flow, status, sent) =
-            self.write_response(response, is_head, version, keep_alive, deadline).await;
+        // Most responses are encoded here without waiting: the response is
+        // read in place, not moved into another future's state.
+        let (mut flow, status, sent) = match self.encode_response(&response, is_head, version, keep_alive) {
+            Encoded::Done(flow, status, sent) => (flow, status, sent),
+            Encoded::Body(flow, status, framing) => {
+                Box::pin(self.write_body(response.body, status, flow, framing, deadline)).await
+            }
+        };
         // Draining began while the response was going out (a stream, a large
         // body): its head could no longer say so, but the connection still
         // ends here unless another request is already waiting.
@@ -527,19 +547,18 @@ impl<'c, H: Handler> Conn<'c, H> {
         Flow::Close
     }
 
-    /// Encodes `resp` (and, for known small bodies, the body) into the write
-    /// buffer; streams and large bodies are written out here. Returns the
-    /// flow, the status sent and the body bytes sent.
-    async fn write_response(
+    /// Encodes `resp`'s head, and its body when that takes no waiting (empty,
+    /// small bytes, a small file read in behind the head), into the write
+    /// buffer. Anything else is [`Encoded::Body`]: `write_body` sends it.
+    fn encode_response(
         &mut self,
-        resp: Response,
+        resp: &Response,
         is_head: bool,
         version: Version,
         mut keep_alive: bool,
-        deadline: Instant,
-    ) -> (Flow, u16, u64) {
+    ) -> Encoded {
         let Response { status, content_type, headers, body } = resp;
-        let status = if (200..1000).contains(&status) { status } else { 500 };
+        let status = if (200..1000).contains(status) { *status } else { 500 };
         let framing = if forbids_body(status) {
             OutFraming::NoBody
         } else {
@@ -557,31 +576,61 @@ impl<'c, H: Handler> Conn<'c, H> {
             (true, Version::Http10) => ConnHeader::KeepAlive,
             (true, Version::Http11) => ConnHeader::None,
         };
-        let head = Head {
-            status,
-            content_type: content_type.as_deref(),
-            headers: &headers,
-            extra: &[],
-            framing,
-            connection,
-        };
+        let head =
+            Head { status, content_type: content_type.as_deref(), headers, extra: &[], framing, connection };
         let head_at = self.out().len();
         if encode_head(self.out(), &head).is_err() {
             log::error!("handler returned a header with CR, LF, NUL or an invalid name; answered 500");
             encode_error(self.out(), 500, &[], !is_head);
-            return (Flow::Close, 500, 0);
+            return Encoded::Done(Flow::Close, 500, 0);
         }
         let flow = if keep_alive { Flow::KeepAlive } else { Flow::Close };
         if is_head || framing == OutFraming::NoBody {
-            return (flow, status, 0);
+            return Encoded::Done(flow, status, 0);
         }
+        match body {
+            Body::Empty => Encoded::Done(flow, status, 0),
+            Body::Bytes(b) if b.len() <= COALESCE_MAX => {
+                self.out().extend_from_slice(b);
+                Encoded::Done(flow, status, b.len() as u64)
+            }
+            Body::File { file, offset, len } if *len <= FILE_COPY_MAX => {
+                // Small: copied in after the head (a page-cache read, like
+                // sendfile's), so it leaves with the head and with the rest
+                // of a pipelined burst in one batched send.
+                let out = self.out();
+                let at = out.len();
+                out.resize(at + *len as usize, 0);
+                match pread_exact(file.as_raw_fd(), &mut out[at..], *offset) {
+                    Ok(()) => Encoded::Done(flow, status, *len),
+                    Err(e) => {
+                        // Nothing of this response has left yet: answer 500.
+                        log::warn!("reading a file body failed ({e}); answered 500");
+                        out.truncate(head_at);
+                        encode_error(out, 500, &[], !is_head);
+                        Encoded::Done(Flow::Close, 500, 0)
+                    }
+                }
+            }
+            _ => Encoded::Body(flow, status, framing),
+        }
+    }
+
+    /// Sends a body [`encode_response`](Self::encode_response) left: large
+    /// bytes, a large file (`sendfile(2)`), a stream. Returns the flow, the
+    /// status sent and the body bytes sent.
+    async fn write_body(
+        &mut self,
+        body: Body,
+        status: u16,
+        flow: Flow,
+        framing: OutFraming,
+        deadline: Instant,
+    ) -> (Flow, u16, u64) {
         let stall = self.ctx.config.request_timeout;
         match body {
+            // Handled by encode_response.
             Body::Empty => (flow, status, 0),
-            Body::Bytes(b) if b.len() <= COALESCE_MAX => {
-                self.out().extend_from_slice(&b);
-                (flow, status, b.len() as u64)
-            }
             Body::Bytes(b) => {
                 if !self.flush().await {
                     return (Flow::Abort, status, 0);
@@ -595,24 +644,6 @@ impl<'c, H: Handler> Conn<'c, H> {
                 };
                 let r = self.io.write_all(buf, stall).await;
                 if self.written(r) { (flow, status, len) } else { (Flow::Abort, status, 0) }
-            }
-            Body::File { file, offset, len } if len <= FILE_COPY_MAX => {
-                // Small: copied in after the head (a page-cache read, like
-                // sendfile's), so it leaves with the head and with the rest
-                // of a pipelined burst in one batched send.
-                let out = self.out();
-                let at = out.len();
-                out.resize(at + len as usize, 0);
-                match pread_exact(file.as_raw_fd(), &mut out[at..], offset) {
-                    Ok(()) => (flow, status, len),
-                    Err(e) => {
-                        // Nothing of this response has left yet: answer 500.
-                        log::warn!("reading a file body failed ({e}); answered 500");
-                        out.truncate(head_at);
-                        encode_error(out, 500, &[], !is_head);
-                        (Flow::Close, 500, 0)
-                    }
-                }
             }
             Body::File { file, offset, len } => {
                 // The file's bytes must follow everything queued before
