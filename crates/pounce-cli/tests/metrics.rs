@@ -259,6 +259,36 @@ fn the_exposition_passes_promtool_and_counts_every_response_by_code() {
     }
 }
 
+/// Pipelined requests answered without waiting share one clock reading
+/// (server/timing.rs); every one is still counted once, by code and in the
+/// histogram, and one that waits ends the run before it: the answer queued
+/// before a 40 ms handler leaves with that handler's, so both took 40 ms.
+#[test]
+fn pipelined_requests_are_each_counted_and_a_waiting_one_times_the_run_before_it() {
+    let p = start(&["--workers", "1"]);
+    let mut c = Client::connect(p.addr);
+    c.send(
+        b"GET / HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /sleep/40 HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /json HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /nope HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let statuses: Vec<u16> =
+        (0..4).map(|i| c.read_response(false).unwrap_or_else(|| panic!("response {i}")).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 404]);
+
+    let s = Scrape::of(&p);
+    assert_eq!(s.by_code(), [(200, 3), (404, 1)].into(), "{}", s.text);
+    assert_eq!(s.one("pounce_request_duration_seconds_count"), 4.0);
+    // The first two took ≥ 40 ms each; the last two, answered after the
+    // sleep in one run, far less than that.
+    let under = |le: &str| s.sum("pounce_request_duration_seconds_bucket", &[("le", le)]);
+    assert_eq!(under("0.025"), 2.0, "{}", s.text);
+    assert_eq!(under("+Inf"), 4.0);
+    let sum = s.one("pounce_request_duration_seconds_sum");
+    assert!((0.08..5.0).contains(&sum), "two requests of >= 40 ms: {sum}");
+}
+
 #[test]
 fn connections_active_follows_open_keep_alive_connections() {
     let p = start(&[]);

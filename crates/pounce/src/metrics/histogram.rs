@@ -48,11 +48,18 @@ impl LatencyCells {
     /// Records one duration. Owner thread only.
     #[inline]
     pub(crate) fn observe(&self, took: Duration) {
+        self.observe_n(took, 1);
+    }
+
+    /// Records `n` observations of the same duration (pipelined requests
+    /// answered together). Owner thread only.
+    #[inline]
+    pub(crate) fn observe_n(&self, took: Duration, n: u64) {
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         // Most requests land in the first few buckets: a forward scan.
         let i = BOUNDS_NS.iter().position(|&b| ns <= b).unwrap_or(BOUNDS_NS.len());
-        self.buckets[i].add(1);
-        self.sum_ns.add(ns);
+        self.buckets[i].add(n);
+        self.sum_ns.add(ns.saturating_mul(n));
     }
 
     /// Adds this worker's figures to `snap` (which has [`LATENCY_BUCKETS`]).
@@ -119,5 +126,18 @@ mod tests {
         assert_eq!(bucket_of(&LATENCY_BUCKETS, 0.0001), 0);
         assert_eq!(bucket_of(&LATENCY_BUCKETS, 10.5), 16);
         assert_eq!(bucket_of(&[1.0], f64::NAN), 1);
+    }
+
+    #[test]
+    fn several_equal_observations_at_once() {
+        let h = LatencyCells::default();
+        h.observe_n(Duration::from_micros(200), 16);
+        h.observe_n(Duration::from_micros(50), 0);
+        let mut s = Snapshot::empty(&LATENCY_BUCKETS);
+        h.add_to(&mut s);
+        assert_eq!(s.counts[0], 0);
+        assert_eq!(s.counts[1], 16, "{:?}", s.counts);
+        assert_eq!(s.count(), 16);
+        assert!((s.sum - 0.0032).abs() < 1e-12, "{}", s.sum);
     }
 }

@@ -139,6 +139,22 @@ impl Meter<'_> {
         }
     }
 
+    /// Responses with these codes left together, each for a request that
+    /// took `took` (a run of pipelined requests: see `server::timing`).
+    #[inline]
+    pub(crate) fn responses(self, codes: &[u16], took: Duration) {
+        if let Some(m) = self.0 {
+            let mut n = 0;
+            for &code in codes {
+                if let Some(c) = code.checked_sub(FIRST_CODE).and_then(|i| m.responses.get(i as usize)) {
+                    c.add(1);
+                    n += 1;
+                }
+            }
+            m.latency.observe_n(took, n);
+        }
+    }
+
     #[inline]
     pub(crate) fn accepted(self) {
         if let Some(m) = self.0 {

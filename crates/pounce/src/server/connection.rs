@@ -26,6 +26,7 @@
 
 use super::io::{Io, Waited, Watch, pread_exact};
 use super::readbuf::ReadBuf;
+use super::timing::Run;
 use super::uring::SendBuf;
 use super::{WorkerCtx, health};
 use crate::handler::{Body, ChunkData, Handler, Request, Response};
@@ -69,7 +70,9 @@ enum Flow {
 
 /// Outcome of waiting for the next request head.
 enum Next {
-    Head,
+    /// A head is complete; the request began at this instant (its first
+    /// bytes arrived).
+    Head(Instant),
     /// Idle timeout, EOF or error: close without a response.
     Quiet,
     /// Refuse with this status, then close.
@@ -144,16 +147,16 @@ impl<'c, H: Handler> Conn<'c, H> {
     /// closing are boxed (one allocation per burst, one per close).
     pub(crate) async fn run(&mut self) {
         loop {
-            match self.next_head().await {
-                Next::Head => {}
+            let started = match self.next_head().await {
+                Next::Head(started) => started,
                 Next::Quiet => return Box::pin(self.close_quietly()).await,
                 Next::Refuse(status) => {
                     let flow = self.refuse(status);
                     return Box::pin(self.finish(flow)).await;
                 }
                 Next::Forced => return,
-            }
-            match Box::pin(self.burst()).await {
+            };
+            match Box::pin(self.burst(started)).await {
                 Flow::KeepAlive => {}
                 flow => return Box::pin(self.finish(flow)).await,
             }
@@ -168,34 +171,39 @@ impl<'c, H: Handler> Conn<'c, H> {
         }
     }
 
-    /// Serves the request at the front of the buffer and every complete
-    /// request already buffered behind it (pipelining), stopping when the
-    /// next one still needs bytes from the socket.
-    async fn burst(&mut self) -> Flow {
-        let mut started = Instant::now();
-        loop {
-            let flow = self.handle(started).await;
-            // The next request is already buffered: it starts as this one
-            // ends (one clock read per pipelined request, not two).
-            started = self.idle_since;
+    /// Serves the request at the front of the buffer (begun at `started`)
+    /// and every complete request already buffered behind it (pipelining),
+    /// stopping when the next one still needs bytes from the socket.
+    ///
+    /// Each request starts where the one before it ended. Requests answered
+    /// without waiting share one clock read ([`Run`]): their responses leave
+    /// together when the burst ends.
+    async fn burst(&mut self, started: Instant) -> Flow {
+        let mut run = Run::new(started);
+        let flow = loop {
+            let flow = self.handle(&mut run).await;
             if flow != Flow::KeepAlive || self.rbuf.is_empty() {
-                return flow;
+                break flow;
             }
             // A long pipeline: send what has accumulated so far.
             if self.wbuf.len() >= COALESCE_MAX && !self.flush().await {
-                return Flow::Abort;
+                break Flow::Abort;
             }
             match parse_head(self.rbuf.data(), self.ctx.limits, &mut self.head) {
                 Ok(true) => {}
                 // Partial: next_head waits for the rest (under header_timeout).
-                Ok(false) => return Flow::KeepAlive,
+                Ok(false) => break Flow::KeepAlive,
                 Err(e) => {
                     log_refusal(self.peer, e);
-                    self.started = Instant::now();
-                    return self.refuse(e.status());
+                    self.started = run.start();
+                    break self.refuse(e.status());
                 }
             }
+        };
+        if run.pending() > 0 {
+            self.idle_since = run.end(self.ctx.meter());
         }
+        flow
     }
 
     /// Ends the connection: a lingering close after a `Connection: close`
@@ -270,7 +278,7 @@ impl<'c, H: Handler> Conn<'c, H> {
         loop {
             if !self.rbuf.is_empty() {
                 match parse_head(self.rbuf.data(), self.ctx.limits, &mut self.head) {
-                    Ok(true) => return Next::Head,
+                    Ok(true) => return Next::Head(request_started.unwrap_or_else(Instant::now)),
                     Ok(false) => {}
                     Err(e) => {
                         log_refusal(self.peer, e);
@@ -326,13 +334,17 @@ impl<'c, H: Handler> Conn<'c, H> {
         }
     }
 
-    /// Reads the body, runs the handler, writes the response. `started` is
-    /// when the request began (now, or the end of the one before it).
-    async fn handle(&mut self, started: Instant) -> Flow {
+    /// Reads the body, runs the handler, writes the response. The request
+    /// began at `run.start()`; it joins the run if it never waits.
+    async fn handle(&mut self, run: &mut Run) -> Flow {
         let ctx = self.ctx;
         let cfg = &ctx.config;
         let version = self.head.version();
+        let started = run.start();
         self.started = started;
+        // Whether this request needs a clock reading of its own: it waited
+        // (for a body, a handler, a large response) or is access-logged.
+        let mut timed = cfg.access_log || self.head.framing != Framing::Empty;
         // Known from here to the end of this request: refusals while reading
         // its body then answer a HEAD without a body too.
         self.head_request = self.head.is_head_method(self.rbuf.data());
@@ -368,8 +380,21 @@ impl<'c, H: Handler> Conn<'c, H> {
             must_close = close;
             resp
         } else {
-            let call = AssertUnwindSafe(ctx.handler.call(&req)).catch_unwind();
-            match self.io.guard(call, deadline).await {
+            // Pinned where it is made: the handler's future is as large as
+            // the largest any route needs, and moving it into the guard
+            // would copy all of it for every request.
+            let mut call = std::pin::pin!(AssertUnwindSafe(ctx.handler.call(&req)).catch_unwind());
+            // Most handlers answer on their first poll: then this request
+            // did not wait (counted rather than polled once apart, so that
+            // the handler's poll stays inlined in one place).
+            let mut polls = 0u32;
+            let counted = poll_fn(|cx| {
+                polls += 1;
+                call.as_mut().poll(cx)
+            });
+            let answer = self.io.guard(counted, deadline).await;
+            timed |= polls > 1;
+            match answer {
                 Waited::Done(Ok(resp)) => resp,
                 Waited::Done(Err(panic)) => {
                     log::error!(
@@ -407,6 +432,7 @@ impl<'c, H: Handler> Conn<'c, H> {
         let (mut flow, status, sent) = match self.encode_response(&response, is_head, version, keep_alive) {
             Encoded::Done(flow, status, sent) => (flow, status, sent),
             Encoded::Body(flow, status, framing) => {
+                timed = true;
                 Box::pin(self.write_body(response.body, status, flow, framing, deadline)).await
             }
         };
@@ -418,9 +444,11 @@ impl<'c, H: Handler> Conn<'c, H> {
         }
 
         // One clock read serves the metrics, the access log and the
-        // keep-alive timer.
-        let done = Instant::now();
-        ctx.meter().response(status, done - started);
+        // keep-alive timer, for this request and those answered before it
+        // without waiting; none if this one did not wait either.
+        if let Some(done) = run.answered(status, timed, ctx.meter()) {
+            self.idle_since = done;
+        }
         if drain.draining() {
             ctx.shared.stats(ctx.id).drain_requests.fetch_add(1, Ordering::Relaxed);
         }
@@ -435,7 +463,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                 version.as_str(),
                 status,
                 sent,
-                (done - started).as_secs_f64() * 1e3
+                (self.idle_since - started).as_secs_f64() * 1e3
             );
         }
 
@@ -445,7 +473,6 @@ impl<'c, H: Handler> Conn<'c, H> {
         self.head_request = false;
         self.body.clear();
         self.served += 1;
-        self.idle_since = done;
         flow
     }
 

@@ -19,6 +19,7 @@ pub(crate) mod pool;
 pub(crate) mod readbuf;
 mod sched;
 pub(crate) mod startup;
+mod timing;
 mod uring;
 mod worker;
 
