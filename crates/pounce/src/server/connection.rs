@@ -229,6 +229,9 @@ impl<'c, H: Handler> Conn<'c, H> {
     fn release_buffers(&mut self) {
         let pool = &self.ctx.driver.pool;
         self.rbuf.release(pool);
+        if self.head.headers.capacity() > 0 {
+            pool.put_headers(std::mem::take(&mut self.head.headers));
+        }
         if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
             pool.put_write(std::mem::take(&mut self.wbuf));
         }
@@ -277,6 +280,9 @@ impl<'c, H: Handler> Conn<'c, H> {
         let mut request_started = (!self.rbuf.is_empty()).then(Instant::now);
         loop {
             if !self.rbuf.is_empty() {
+                if self.head.headers.capacity() == 0 {
+                    self.head.headers = self.ctx.driver.pool.take_headers();
+                }
                 match parse_head(self.rbuf.data(), self.ctx.limits, &mut self.head) {
                     Ok(true) => return Next::Head(request_started.unwrap_or_else(Instant::now)),
                     Ok(false) => {}

@@ -1,12 +1,14 @@
 //! Per-worker free lists of connection buffers, so that an idle keep-alive
 //! connection holds none (nginx-style): a connection takes a read and a write
-//! buffer when bytes arrive and gives them back when it goes idle again.
+//! buffer (and a list for its parsed header fields) when bytes arrive and
+//! gives them back when it goes idle again.
 //!
 //! Under load the same few buffers circulate without touching the allocator;
 //! with ten thousand idle connections, memory is what the connections' small
 //! state needs, not ten thousand buffers. The lists are bounded, so a burst
 //! of activity does not pin its peak memory forever.
 
+use crate::http::Span;
 use std::cell::RefCell;
 
 /// Size of a pooled read buffer (grown buffers are not pooled).
@@ -18,10 +20,14 @@ const WRITE_KEEP: usize = 64 * 1024;
 /// Free buffers kept per list.
 const KEEP: usize = 1024;
 
+/// Capacity of a pooled parsed-headers list (fields); longer ones are not kept.
+const HEADERS_KEEP: usize = 64;
+
 #[derive(Default)]
 pub(crate) struct BufPool {
     read: RefCell<Vec<Vec<u8>>>,
     write: RefCell<Vec<Vec<u8>>>,
+    headers: RefCell<Vec<Vec<(Span, Span)>>>,
 }
 
 impl BufPool {
@@ -49,6 +55,20 @@ impl BufPool {
             free.push(buf);
         }
     }
+
+    /// An empty list for a request head's parsed fields (the 64-odd bytes a
+    /// connection would otherwise keep while idle).
+    pub(crate) fn take_headers(&self) -> Vec<(Span, Span)> {
+        self.headers.borrow_mut().pop().unwrap_or_default()
+    }
+
+    pub(crate) fn put_headers(&self, mut list: Vec<(Span, Span)>) {
+        let mut free = self.headers.borrow_mut();
+        if list.capacity() > 0 && list.capacity() <= HEADERS_KEEP && free.len() < KEEP {
+            list.clear();
+            free.push(list);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -74,5 +94,15 @@ mod tests {
         assert!(w.is_empty() && w.capacity() >= WRITE_BUF);
         pool.put_write(Vec::with_capacity(1 << 20));
         assert!(pool.write.borrow().is_empty(), "huge buffers are not kept");
+
+        let mut h = pool.take_headers();
+        h.push((Span::default(), Span::default()));
+        let ptr = h.as_ptr();
+        pool.put_headers(h);
+        let h = pool.take_headers();
+        assert!(h.is_empty() && h.as_ptr() == ptr, "reused, emptied");
+        pool.put_headers(Vec::with_capacity(HEADERS_KEEP + 1));
+        pool.put_headers(Vec::new());
+        assert!(pool.headers.borrow().is_empty(), "long and unallocated lists are not kept");
     }
 }
