@@ -248,6 +248,22 @@ fn keep_alive_timeout_counts_from_the_last_request() {
     assert_took(t.elapsed(), 500, 2000);
 }
 
+/// request_timeout is the handler's (and body's) time: a head that takes
+/// longer than request_timeout to arrive, within header_timeout, does not
+/// use it up (the request starts when its head is complete).
+#[test]
+fn request_timeout_counts_from_the_complete_head_not_its_first_byte() {
+    let p = Pounce::start(&["demo", "--request-timeout", "0.5", "--header-timeout", "10"]);
+    let mut c = Client::connect(p.addr);
+    c.send(b"GET /sleep/200 HTTP/1.1\r\n");
+    std::thread::sleep(Duration::from_millis(800));
+    c.send(b"Host: t\r\n\r\n");
+    let r = c.read_response(false).expect("a response");
+    assert_eq!(r.status, 200, "the slow head's time was counted against request_timeout: {}", r.head);
+    // And the handler's own time still is.
+    assert_eq!(c.get("/sleep/900").status, 503);
+}
+
 #[test]
 fn a_client_that_never_reads_is_cut_off_by_the_write_deadline() {
     let p = Pounce::start(&[

@@ -36,9 +36,9 @@ pub(crate) const METRICS: &[(&str, Kind, &str)] = &[
     (
         "pounce_request_duration_seconds",
         Kind::Histogram,
-        "Time from a request's first byte being read (for a pipelined request, the end of the one \
-         before it) to its response being handed to the socket, in seconds. Pipelined requests \
-         answered together share one reading.",
+        "Time from a request's head being read (its first byte, for one refused before its head was \
+         complete) to its response being handed to the socket, in seconds. Pipelined requests \
+         answered without waiting are timed together, from the start of their run to its end.",
     ),
     (
         "pounce_request_timeouts_total",

@@ -125,8 +125,8 @@ pub(crate) struct Meter<'a>(pub(crate) Option<&'a WorkerMetrics>);
 impl Meter<'_> {
     /// A response with status `code` left for a request that took `took`.
     /// (The caller passes a duration it measured anyway: the request path
-    /// reads the clock once per request whether metrics are on or off, so
-    /// turning them on adds no clock read.)
+    /// reads the clock for its own timeouts whether metrics are on or off,
+    /// so turning them on adds no clock read.)
     #[inline]
     pub(crate) fn response(self, code: u16, took: Duration) {
         if let Some(m) = self.0 {

@@ -70,8 +70,7 @@ enum Flow {
 
 /// Outcome of waiting for the next request head.
 enum Next {
-    /// A head is complete; the request began at this instant (its first
-    /// bytes arrived).
+    /// A head is complete, since this instant: the request begins there.
     Head(Instant),
     /// Idle timeout, EOF or error: close without a response.
     Quiet,
@@ -106,7 +105,8 @@ pub(crate) struct Conn<'c, H> {
     head: RequestHead,
     accepted: Instant,
     idle_since: Instant,
-    /// When the current request began (for its duration in the metrics).
+    /// When the current request began (for a refusal's duration in the
+    /// metrics; answered requests are timed by their [`Run`]).
     started: Instant,
     served: u64,
     /// The request being handled is a HEAD (its error responses get no body).
@@ -185,9 +185,16 @@ impl<'c, H: Handler> Conn<'c, H> {
             if flow != Flow::KeepAlive || self.rbuf.is_empty() {
                 break flow;
             }
-            // A long pipeline: send what has accumulated so far.
-            if self.wbuf.len() >= COALESCE_MAX && !self.flush().await {
-                break Flow::Abort;
+            // A long pipeline: send what has accumulated so far. (That may
+            // wait for a slow reader: the run ends, later requests start
+            // after the wait.)
+            if self.wbuf.len() >= COALESCE_MAX {
+                if !self.flush().await {
+                    break Flow::Abort;
+                }
+                if run.pending() > 0 {
+                    self.idle_since = run.end(self.ctx.meter());
+                }
             }
             match parse_head(self.rbuf.data(), self.ctx.limits, &mut self.head) {
                 Ok(true) => {}
@@ -278,13 +285,16 @@ impl<'c, H: Handler> Conn<'c, H> {
     async fn next_head(&mut self) -> Next {
         let cfg = &self.ctx.config;
         let mut request_started = (!self.rbuf.is_empty()).then(Instant::now);
+        // When the bytes parsed next arrived, if that reading was taken: a
+        // head that arrives in one read (nearly all) needs no second one.
+        let mut arrived = request_started;
         loop {
             if !self.rbuf.is_empty() {
                 if self.head.headers.capacity() == 0 {
                     self.head.headers = self.ctx.driver.pool.take_headers();
                 }
                 match parse_head(self.rbuf.data(), self.ctx.limits, &mut self.head) {
-                    Ok(true) => return Next::Head(request_started.unwrap_or_else(Instant::now)),
+                    Ok(true) => return Next::Head(arrived.unwrap_or_else(Instant::now)),
                     Ok(false) => {}
                     Err(e) => {
                         log_refusal(self.peer, e);
@@ -325,6 +335,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                     if idle {
                         request_started = Some(Instant::now());
                     }
+                    arrived = if idle { request_started } else { None };
                 }
                 Waited::Timeout if idle => return Next::Quiet,
                 Waited::Timeout => {

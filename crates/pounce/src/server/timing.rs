@@ -10,12 +10,18 @@
 //! loop answers without ever waiting — no body to read, a handler that is
 //! ready on its first poll, a response encoded straight into the write
 //! buffer — do not need a time of their own: their responses sit in the
-//! write buffer and leave together when the run ends, so each one's true
+//! write buffer and leave together at its next flush, so each one's true
 //! duration, as its client sees it, is the run's. A [`Run`] collects their
 //! status codes and records them with one clock read when the run ends, or
 //! when a request in it does wait (whose own end is then read anyway).
 //!
 //! With the access log on, every request is timed on its own.
+//!
+//! The price: a request's request_timeout counts from the start of its run,
+//! so it includes the time of at most [`RUN_MAX`] answers before it that
+//! never waited — handlers ready on their first poll, and at most a 16 KiB
+//! file read each (a page-cache miss makes that a disk read). A flush that
+//! may wait (a long pipeline to a slow reader) ends the run.
 
 use crate::metrics::worker::Meter;
 use std::time::Instant;
