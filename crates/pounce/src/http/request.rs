@@ -267,10 +267,10 @@ fn check_partial(buf: &[u8], limits: HeadLimits) -> Result<(), HeadError> {
 fn check_line_endings(head: &[u8]) -> Result<(), HeadError> {
     // Only a head that fails the fast test is walked again, to say what is
     // wrong with it.
-    match line_endings_ok(head) {
-        true => Ok(()),
-        false => first_bad_line_ending(head).map_or(Ok(()), |why| Err(HeadError::Bad(why))),
+    if line_endings_ok(head) {
+        return Ok(());
     }
+    first_bad_line_ending(head).map_or(Ok(()), |why| Err(HeadError::Bad(why)))
 }
 
 /// The byte walk: what is wrong with the first bad line ending, if any.

@@ -45,14 +45,8 @@ pub(crate) struct LatencyCells {
 }
 
 impl LatencyCells {
-    /// Records one duration. Owner thread only.
-    #[inline]
-    pub(crate) fn observe(&self, took: Duration) {
-        self.observe_n(took, 1);
-    }
-
-    /// Records `n` observations of the same duration (pipelined requests
-    /// answered together). Owner thread only.
+    /// Records `n` observations of the same duration (one request, or
+    /// pipelined requests answered together). Owner thread only.
     #[inline]
     pub(crate) fn observe_n(&self, took: Duration, n: u64) {
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
@@ -112,10 +106,10 @@ mod tests {
     #[test]
     fn observations_land_in_their_bucket_le_inclusive() {
         let h = LatencyCells::default();
-        h.observe(Duration::from_micros(50));
-        h.observe(Duration::from_micros(100)); // on the bound: le="0.0001"
-        h.observe(Duration::from_micros(101));
-        h.observe(Duration::from_secs(11));
+        h.observe_n(Duration::from_micros(50), 1);
+        h.observe_n(Duration::from_micros(100), 1); // on the bound: le="0.0001"
+        h.observe_n(Duration::from_micros(101), 1);
+        h.observe_n(Duration::from_secs(11), 1);
         let mut s = Snapshot::empty(&LATENCY_BUCKETS);
         h.add_to(&mut s);
         assert_eq!(s.counts[0], 2);

@@ -129,14 +129,7 @@ impl Meter<'_> {
     /// so turning them on adds no clock read.)
     #[inline]
     pub(crate) fn response(self, code: u16, took: Duration) {
-        if let Some(m) = self.0 {
-            // (Every code sent is in range; the histogram counts exactly
-            // what the codes count.)
-            if let Some(c) = code.checked_sub(FIRST_CODE).and_then(|i| m.responses.get(i as usize)) {
-                c.add(1);
-                m.latency.observe(took);
-            }
-        }
+        self.responses(&[code], took);
     }
 
     /// Responses with these codes left together, each for a request that
@@ -144,6 +137,8 @@ impl Meter<'_> {
     #[inline]
     pub(crate) fn responses(self, codes: &[u16], took: Duration) {
         if let Some(m) = self.0 {
+            // (Every code sent is in range; the histogram counts exactly
+            // what the codes count.)
             let mut n = 0;
             for &code in codes {
                 if let Some(c) = code.checked_sub(FIRST_CODE).and_then(|i| m.responses.get(i as usize)) {

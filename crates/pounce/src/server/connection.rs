@@ -192,9 +192,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                 if !self.flush().await {
                     break Flow::Abort;
                 }
-                if run.pending() > 0 {
-                    self.idle_since = run.end(self.ctx.meter());
-                }
+                self.end_run(&mut run);
             }
             match parse_head(self.rbuf.data(), self.ctx.limits, &mut self.head) {
                 Ok(true) => {}
@@ -207,10 +205,16 @@ impl<'c, H: Handler> Conn<'c, H> {
                 }
             }
         };
+        self.end_run(&mut run);
+        flow
+    }
+
+    /// Records the run's pending answers (one clock read, which is also when
+    /// the connection went idle); nothing if there are none.
+    fn end_run(&mut self, run: &mut Run) {
         if run.pending() > 0 {
             self.idle_since = run.end(self.ctx.meter());
         }
-        flow
     }
 
     /// Ends the connection: a lingering close after a `Connection: close`
@@ -361,20 +365,21 @@ impl<'c, H: Handler> Conn<'c, H> {
         self.started = started;
         // Whether this request needs a clock reading of its own: it waited
         // (for a body, a handler, a large response) or is access-logged.
-        let mut timed = cfg.access_log || self.head.framing != Framing::Empty;
+        let has_body = self.head.framing != Framing::Empty;
+        let mut timed = cfg.access_log || has_body;
         // Known from here to the end of this request: refusals while reading
         // its body then answer a HEAD without a body too.
         self.head_request = self.head.is_head_method(self.rbuf.data());
 
         // Most requests have no body: no waiting, no state kept for it.
         let head_len = self.head.len;
-        let (body_at, request_end) = if self.head.framing == Framing::Empty {
-            (BodyAt::Buf(head_len..head_len), head_len)
-        } else {
+        let (body_at, request_end) = if has_body {
             match self.read_body(started + cfg.request_timeout).await {
                 Ok(v) => v,
                 Err(flow) => return flow,
             }
+        } else {
+            (BodyAt::Buf(head_len..head_len), head_len)
         };
 
         let drain = self.io.drain().clone();
