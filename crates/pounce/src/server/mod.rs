@@ -12,6 +12,7 @@
 //! exit status 1.
 
 mod connection;
+mod deadlines;
 mod health;
 mod io;
 pub(crate) mod listener;
@@ -63,15 +64,18 @@ impl<H> WorkerBase<H> {
 }
 
 /// A worker's shared state inside its thread: the [`WorkerBase`] plus the
-/// socket I/O driver (which also holds the free connection buffers).
+/// socket I/O driver (which also holds the free connection buffers) and the
+/// connections' deadlines.
 pub(crate) struct WorkerCtx<H> {
     base: WorkerBase<H>,
     pub driver: uring::Driver,
+    /// Every connection wait's deadline, kept by one sweeper task.
+    pub deadlines: deadlines::Deadlines,
 }
 
 impl<H> WorkerCtx<H> {
     pub(crate) fn new(base: WorkerBase<H>, driver: uring::Driver) -> Self {
-        WorkerCtx { base, driver }
+        WorkerCtx { base, driver, deadlines: deadlines::Deadlines::new() }
     }
 }
 

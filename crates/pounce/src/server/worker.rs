@@ -82,6 +82,8 @@ pub(crate) async fn run<H: Handler>(init: WorkerInit<H>, driver: Driver) {
         return;
     }
     glommio::spawn_local(tick_date()).detach();
+    let c = ctx.clone();
+    glommio::spawn_local(async move { c.deadlines.sweep().await }).detach();
     let d = drain.clone();
     let shared = ctx.shared.clone();
     glommio::spawn_local(async move {
@@ -277,7 +279,7 @@ fn dispatch<H: Handler>(
 async fn serve<H: Handler>(ctx: Rc<WorkerCtx<H>>, fd: RawFd, peer: SocketAddr, guard: ConnGuard) {
     let accepted = Instant::now();
     let cfg = &ctx.config;
-    let io = Io::new(&ctx.driver, fd, guard.drain().clone(), guard.key(), cfg.tls_server());
+    let io = Io::new(&ctx.driver, &ctx.deadlines, fd, guard.drain().clone(), guard.key(), cfg.tls_server());
     // Made before the first wait, so that the socket and the peer are
     // stored once in this future, which is part of every idle connection's
     // memory (bench/NOTES.md §16).
@@ -361,7 +363,7 @@ fn refuse<H: Handler>(
     glommio::spawn_local(async move {
         let since = Instant::now();
         // Not registered: refusals are bounded by their own deadlines.
-        let mut io = Io::new(&ctx.driver, fd, drain, usize::MAX, ctx.config.tls_server());
+        let mut io = Io::new(&ctx.driver, &ctx.deadlines, fd, drain, usize::MAX, ctx.config.tls_server());
         // With TLS, the 503 comes after the handshake, like any response.
         let deadline = Instant::now() + REJECT_HEAD_WAIT;
         if !tls_handshake(&ctx, &mut io, peer_of(fd), deadline, None).await {

@@ -4,13 +4,9 @@
 //!
 //! Each wait is one `poll_fn` that polls the socket first (received bytes
 //! already queued cost no timer at all), then the phase registry, then the
-//! deadline. The deadline is kept by the connection's single reusable
-//! [`Timer`], and lazily: a timer already set to wake the task no later than
-//! the deadline is left alone, and waking early only means re-arming it. A
-//! keep-alive connection's deadline moves later with every request, so its
-//! timer is touched once per `keep_alive_timeout`, not once per request
-//! (each touch is two clock reads and several map operations in the
-//! reactor).
+//! deadline, which the worker's [`Deadlines`] keep: a keep-alive
+//! connection's deadline moves later with every request, and saying so costs
+//! no clock read and no timer operation.
 //!
 //! Writes are handed to the driver ([`Io::send`]) and complete in the
 //! background; [`Io::sent`] waits for the one in flight. File bodies go out
@@ -29,17 +25,15 @@
 
 mod tls;
 
+use super::deadlines::{DeadlineKey, Deadlines};
 use super::uring::{ConnId, Driver, SendBuf};
 use crate::shutdown::Phase;
 use crate::shutdown::drain::WorkerDrain;
-use glommio::timer::Timer;
 use std::future::{Future, poll_fn};
 use std::io::{self, ErrorKind};
 use std::os::fd::RawFd;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -66,29 +60,18 @@ pub(crate) enum Watch {
     Forced,
 }
 
-/// The origin of [`Io::timer_at`], which counts nanoseconds from here so as
-/// to fit in 8 bytes (an `Option<Instant>` takes 16, in every connection).
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-/// `t` in nanoseconds since [`EPOCH`], at least 1 (0 means "not armed").
-fn ticks(t: Instant) -> u64 {
-    (t.saturating_duration_since(*EPOCH).as_nanos() as u64).max(1)
-}
-
 pub(crate) struct Io<'d> {
     driver: &'d Driver,
     id: ConnId,
-    timer: Timer,
+    deadlines: &'d Deadlines,
     drain: Rc<WorkerDrain>,
     /// TLS state; `None` for plaintext (or once a plain HTTP request on the
     /// TLS port is being answered).
     tls: Option<Box<tls::TlsIo>>,
-    /// When `timer` is registered to wake this connection's task
-    /// ([`ticks`]); 0 when it is not. The registration stays across waits.
-    timer_at: u64,
     fd: RawFd,
     /// The slot in the drain registry (`u32::MAX`: none).
     key: u32,
+    deadline: DeadlineKey,
 }
 
 impl<'d> Io<'d> {
@@ -97,6 +80,7 @@ impl<'d> Io<'d> {
     /// connection speaks TLS: [`handshake`](Self::handshake) first.
     pub(crate) fn new(
         driver: &'d Driver,
+        deadlines: &'d Deadlines,
         fd: RawFd,
         drain: Rc<WorkerDrain>,
         key: usize,
@@ -105,8 +89,8 @@ impl<'d> Io<'d> {
         let id = driver.register(fd);
         let tls = tls.map(|config| Box::new(tls::TlsIo::new(config.clone())));
         let key = u32::try_from(key).unwrap_or(u32::MAX);
-        let timer = Timer::new(Duration::from_secs(3600));
-        Io { driver, id, timer, drain, tls, timer_at: 0, fd, key }
+        let deadline = deadlines.register();
+        Io { driver, id, deadlines, drain, tls, fd, key, deadline }
     }
 
     pub(crate) fn drain(&self) -> &Rc<WorkerDrain> {
@@ -144,26 +128,10 @@ impl<'d> Io<'d> {
                 }
             }
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Some(Waited::Timeout);
+        match self.deadlines.poll(self.deadline, deadline, cx) {
+            Poll::Ready(()) => Some(Waited::Timeout),
+            Poll::Pending => None,
         }
-        // Still registered (it has not come due) and due no later than the
-        // deadline: it wakes this task in time, and an early wake lands here
-        // again. (The registered waker is this task's: an `Io` is only ever
-        // polled by the task that owns its connection.)
-        let (now_t, deadline_t) = (ticks(now), ticks(deadline));
-        if self.timer_at != 0 && now_t < self.timer_at && self.timer_at <= deadline_t {
-            return None;
-        }
-        self.timer.reset(deadline - now);
-        self.timer_at = deadline_t;
-        if Pin::new(&mut self.timer).poll(cx).is_ready() {
-            // Came due between the two clock reads.
-            self.timer_at = 0;
-            return Some(Waited::Timeout);
-        }
-        None
     }
 
     /// The shape of every wait: `ready` is polled first, every time (what
@@ -349,6 +317,7 @@ impl Drop for Io<'_> {
             t.release(&self.driver.pool);
         }
         self.driver.release(self.id);
+        self.deadlines.release(self.deadline);
     }
 }
 
