@@ -51,6 +51,19 @@ pub(crate) struct RequestHead {
 }
 
 impl RequestHead {
+    pub(crate) const EMPTY: RequestHead = RequestHead {
+        len: 0,
+        method: Span { start: 0, end: 0 },
+        target: Span { start: 0, end: 0 },
+        path: Span { start: 0, end: 0 },
+        query: None,
+        version: None,
+        headers: Vec::new(),
+        framing: Framing::Empty,
+        keep_alive: false,
+        expect_continue: false,
+    };
+
     pub(crate) fn version(&self) -> Version {
         self.version.unwrap_or(Version::Http11)
     }

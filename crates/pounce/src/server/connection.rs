@@ -25,6 +25,7 @@
 //! write buffer and leave in one write when the next read would block.
 
 use super::io::{Io, Waited, Watch, pread_exact};
+use super::pool::HeadSlot;
 use super::readbuf::ReadBuf;
 use super::timing::Run;
 use super::uring::SendBuf;
@@ -32,7 +33,7 @@ use super::{WorkerCtx, health};
 use crate::handler::{Body, ChunkData, Handler, Request, Response};
 use crate::http::Version;
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
-use crate::http::request::{Framing, HeadError, RequestHead, parse_head};
+use crate::http::request::{Framing, HeadError, parse_head};
 use crate::http::response::{ConnHeader, Head, LAST_CHUNK, OutFraming, encode_chunk, encode_head};
 use crate::http::status::{forbids_body, reason};
 use crate::metrics::worker::Timeout;
@@ -102,13 +103,15 @@ pub(crate) struct Conn<'c, H> {
     rbuf: ReadBuf,
     wbuf: Vec<u8>,
     body: Vec<u8>,
-    head: RequestHead,
-    accepted: Instant,
+    /// The parsed head, held from the first byte of a request to idle.
+    head: HeadSlot,
+    /// When the connection was accepted until its first request is served
+    /// (header_timeout counts from there), then when it last went idle.
     idle_since: Instant,
     /// When the current request began (for a refusal's duration in the
     /// metrics; answered requests are timed by their [`Run`]).
     started: Instant,
-    served: u64,
+    served: bool,
     /// The request being handled is a HEAD (its error responses get no body).
     head_request: bool,
 }
@@ -117,7 +120,6 @@ impl<'c, H: Handler> Conn<'c, H> {
     /// A connection accepted at `accepted` (header_timeout counts from
     /// there: a TLS handshake is part of it).
     pub(crate) fn new(ctx: &'c WorkerCtx<H>, io: Io<'c>, peer: SocketAddr, accepted: Instant) -> Self {
-        let now = Instant::now();
         Conn {
             ctx,
             io,
@@ -125,11 +127,10 @@ impl<'c, H: Handler> Conn<'c, H> {
             rbuf: ReadBuf::new(ctx.rbuf_cap),
             wbuf: Vec::new(),
             body: Vec::new(),
-            head: RequestHead::default(),
-            accepted,
-            idle_since: now,
-            started: now,
-            served: 0,
+            head: HeadSlot::default(),
+            idle_since: accepted,
+            started: accepted,
+            served: false,
             head_request: false,
         }
     }
@@ -137,6 +138,16 @@ impl<'c, H: Handler> Conn<'c, H> {
     /// The connection's socket (for the TLS handshake before [`run`](Self::run)).
     pub(crate) fn io(&mut self) -> &mut Io<'c> {
         &mut self.io
+    }
+
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// When the first request head (and a TLS handshake before it) must be
+    /// in: accepted + header_timeout.
+    pub(crate) fn first_head_deadline(&self) -> Instant {
+        self.idle_since + self.ctx.config.header_timeout
     }
 
     /// Serves requests until the connection ends. The socket is shut down
@@ -194,7 +205,8 @@ impl<'c, H: Handler> Conn<'c, H> {
                 }
                 self.end_run(&mut run);
             }
-            match parse_head(self.rbuf.data(), self.ctx.limits, &mut self.head) {
+            let head = self.head.get_mut(&self.ctx.driver.pool);
+            match parse_head(self.rbuf.data(), self.ctx.limits, head) {
                 Ok(true) => {}
                 // Partial: next_head waits for the rest (under header_timeout).
                 Ok(false) => break Flow::KeepAlive,
@@ -240,9 +252,7 @@ impl<'c, H: Handler> Conn<'c, H> {
     fn release_buffers(&mut self) {
         let pool = &self.ctx.driver.pool;
         self.rbuf.release(pool);
-        if self.head.headers.capacity() > 0 {
-            pool.put_headers(std::mem::take(&mut self.head.headers));
-        }
+        self.head.release(pool);
         if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
             pool.put_write(std::mem::take(&mut self.wbuf));
         }
@@ -254,15 +264,19 @@ impl<'c, H: Handler> Conn<'c, H> {
     /// Reads more bytes into the read buffer. While `idle`, the buffer is
     /// only borrowed from the pool for each read attempt, so a connection
     /// waiting for its next request holds no buffer.
-    async fn read_more(
+    ///
+    /// A plain function returning the `poll_fn`, not an `async fn`: an idle
+    /// connection's memory includes this future, and an `async fn` would
+    /// keep its arguments a second time beside the closure's copies.
+    fn read_more(
         &mut self,
         deadline: Instant,
         watch: Watch,
         idle: bool,
-    ) -> Waited<std::io::Result<usize>> {
+    ) -> impl Future<Output = Waited<std::io::Result<usize>>> + use<'_, 'c, H> {
         let pool = &self.ctx.driver.pool;
         let (io, rbuf) = (&mut self.io, &mut self.rbuf);
-        poll_fn(|cx| {
+        poll_fn(move |cx| {
             rbuf.acquire(pool);
             let spare = rbuf.spare();
             if spare.is_empty() {
@@ -282,23 +296,26 @@ impl<'c, H: Handler> Conn<'c, H> {
                 None => Poll::Pending,
             }
         })
-        .await
     }
 
     /// Waits until a complete request head is at the front of the read buffer.
     async fn next_head(&mut self) -> Next {
         let cfg = &self.ctx.config;
         let mut request_started = (!self.rbuf.is_empty()).then(Instant::now);
-        // When the bytes parsed next arrived, if that reading was taken: a
-        // head that arrives in one read (nearly all) needs no second one.
-        let mut arrived = request_started;
+        // Whether `request_started` is also when the bytes parsed next
+        // arrived: a head that arrives in one read (nearly all) then needs
+        // no second clock reading.
+        let mut arrived = request_started.is_some();
         loop {
             if !self.rbuf.is_empty() {
-                if self.head.headers.capacity() == 0 {
-                    self.head.headers = self.ctx.driver.pool.take_headers();
-                }
-                match parse_head(self.rbuf.data(), self.ctx.limits, &mut self.head) {
-                    Ok(true) => return Next::Head(arrived.unwrap_or_else(Instant::now)),
+                let head = self.head.get_mut(&self.ctx.driver.pool);
+                match parse_head(self.rbuf.data(), self.ctx.limits, head) {
+                    Ok(true) => {
+                        return Next::Head(match request_started {
+                            Some(t) if arrived => t,
+                            _ => Instant::now(),
+                        });
+                    }
                     Ok(false) => {}
                     Err(e) => {
                         log_refusal(self.peer, e);
@@ -318,10 +335,10 @@ impl<'c, H: Handler> Conn<'c, H> {
             let (deadline, watch) = if idle {
                 let drain = self.io.drain();
                 let phase = drain.phase();
-                let mut deadline = if self.served == 0 {
-                    self.accepted + cfg.header_timeout
-                } else {
+                let mut deadline = if self.served {
                     self.idle_since + cfg.keep_alive_timeout
+                } else {
+                    self.idle_since + cfg.header_timeout
                 };
                 if let (true, Some(t)) = (phase >= Phase::Draining, drain.drain_started()) {
                     deadline = deadline.min(t + cfg.drain_idle_grace());
@@ -339,7 +356,7 @@ impl<'c, H: Handler> Conn<'c, H> {
                     if idle {
                         request_started = Some(Instant::now());
                     }
-                    arrived = if idle { request_started } else { None };
+                    arrived = idle;
                 }
                 Waited::Timeout if idle => return Next::Quiet,
                 Waited::Timeout => {
@@ -494,7 +511,7 @@ impl<'c, H: Handler> Conn<'c, H> {
         self.rbuf.consume(request_end);
         self.head_request = false;
         self.body.clear();
-        self.served += 1;
+        self.served = true;
         flow
     }
 

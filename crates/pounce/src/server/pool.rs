@@ -1,15 +1,16 @@
 //! Per-worker free lists of connection buffers, so that an idle keep-alive
 //! connection holds none (nginx-style): a connection takes a read and a write
-//! buffer (and a list for its parsed header fields) when bytes arrive and
-//! gives them back when it goes idle again.
+//! buffer (and the parsed form of a request head, with its list of header
+//! fields) when bytes arrive and gives them back when it goes idle again.
 //!
 //! Under load the same few buffers circulate without touching the allocator;
 //! with ten thousand idle connections, memory is what the connections' small
 //! state needs, not ten thousand buffers. The lists are bounded, so a burst
 //! of activity does not pin its peak memory forever.
 
-use crate::http::Span;
+use crate::http::request::RequestHead;
 use std::cell::RefCell;
+use std::ops::Deref;
 
 /// Size of a pooled read buffer (grown buffers are not pooled).
 pub(crate) const READ_BUF: usize = 4096;
@@ -20,14 +21,17 @@ const WRITE_KEEP: usize = 64 * 1024;
 /// Free buffers kept per list.
 const KEEP: usize = 1024;
 
-/// Capacity of a pooled parsed-headers list (fields); longer ones are not kept.
+/// Capacity of a pooled head's header-field list; longer lists are not kept.
 const HEADERS_KEEP: usize = 64;
 
 #[derive(Default)]
 pub(crate) struct BufPool {
     read: RefCell<Vec<Vec<u8>>>,
     write: RefCell<Vec<Vec<u8>>>,
-    headers: RefCell<Vec<Vec<(Span, Span)>>>,
+    // Boxed in the list too: a connection holds its head by the box, and
+    // handing the box back and forth moves 8 bytes, not the head.
+    #[allow(clippy::vec_box)]
+    heads: RefCell<Vec<Box<RequestHead>>>,
 }
 
 impl BufPool {
@@ -56,18 +60,50 @@ impl BufPool {
         }
     }
 
-    /// An empty list for a request head's parsed fields (the 64-odd bytes a
-    /// connection would otherwise keep while idle).
-    pub(crate) fn take_headers(&self) -> Vec<(Span, Span)> {
-        self.headers.borrow_mut().pop().unwrap_or_default()
+    /// Storage for a parsed request head (88 bytes with its field list's
+    /// header, which an idle connection would otherwise keep).
+    pub(crate) fn take_head(&self) -> Box<RequestHead> {
+        self.heads.borrow_mut().pop().unwrap_or_default()
     }
 
-    pub(crate) fn put_headers(&self, mut list: Vec<(Span, Span)>) {
-        let mut free = self.headers.borrow_mut();
-        if list.capacity() > 0 && list.capacity() <= HEADERS_KEEP && free.len() < KEEP {
-            list.clear();
-            free.push(list);
+    pub(crate) fn put_head(&self, mut head: Box<RequestHead>) {
+        let mut free = self.heads.borrow_mut();
+        if free.len() < KEEP {
+            if head.headers.capacity() > HEADERS_KEEP {
+                head.headers = Vec::new();
+            }
+            head.headers.clear();
+            free.push(head);
         }
+    }
+}
+
+/// A connection's parsed request head: held only while the connection has a
+/// request in hand, in the pool otherwise. Read while not held, it is an
+/// empty head (which a correct caller never sees).
+#[derive(Default)]
+pub(crate) struct HeadSlot(Option<Box<RequestHead>>);
+
+static NO_HEAD: RequestHead = RequestHead::EMPTY;
+
+impl HeadSlot {
+    /// The head to parse into, taken from `pool` if not held.
+    pub(crate) fn get_mut(&mut self, pool: &BufPool) -> &mut RequestHead {
+        self.0.get_or_insert_with(|| pool.take_head())
+    }
+
+    /// Gives the head back to `pool` (the connection is idle).
+    pub(crate) fn release(&mut self, pool: &BufPool) {
+        if let Some(h) = self.0.take() {
+            pool.put_head(h);
+        }
+    }
+}
+
+impl Deref for HeadSlot {
+    type Target = RequestHead;
+    fn deref(&self) -> &RequestHead {
+        self.0.as_deref().unwrap_or(&NO_HEAD)
     }
 }
 
@@ -95,14 +131,18 @@ mod tests {
         pool.put_write(Vec::with_capacity(1 << 20));
         assert!(pool.write.borrow().is_empty(), "huge buffers are not kept");
 
-        let mut h = pool.take_headers();
-        h.push((Span::default(), Span::default()));
-        let ptr = h.as_ptr();
-        pool.put_headers(h);
-        let h = pool.take_headers();
-        assert!(h.is_empty() && h.as_ptr() == ptr, "reused, emptied");
-        pool.put_headers(Vec::with_capacity(HEADERS_KEEP + 1));
-        pool.put_headers(Vec::new());
-        assert!(pool.headers.borrow().is_empty(), "long and unallocated lists are not kept");
+        let mut slot = HeadSlot::default();
+        assert_eq!(slot.len, 0, "an empty head while not held");
+        let h = slot.get_mut(&pool);
+        h.len = 7;
+        h.headers.push(Default::default());
+        let ptr = h.headers.as_ptr();
+        slot.release(&pool);
+        assert_eq!(slot.len, 0);
+        let h = slot.get_mut(&pool);
+        assert!(h.headers.is_empty() && h.headers.as_ptr() == ptr, "reused, list emptied");
+        h.headers = Vec::with_capacity(HEADERS_KEEP + 1);
+        slot.release(&pool);
+        assert_eq!(pool.heads.borrow()[0].headers.capacity(), 0, "long lists are not kept");
     }
 }

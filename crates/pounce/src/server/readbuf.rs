@@ -13,9 +13,11 @@ use super::pool::{BufPool, READ_BUF};
 pub(crate) struct ReadBuf {
     /// Fully initialised; empty while released.
     buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    cap: usize,
+    // Offsets in 32 bits (the cap is far below 4 GiB): this is part of
+    // every idle connection's memory.
+    start: u32,
+    end: u32,
+    cap: u32,
 }
 
 /// Initial size: a typical request head (wrk's is 40 bytes, browsers' < 1 KiB)
@@ -25,7 +27,8 @@ pub(crate) const INITIAL: usize = READ_BUF;
 impl ReadBuf {
     /// An empty read buffer that may grow to `cap` bytes; holds no memory yet.
     pub(crate) fn new(cap: usize) -> ReadBuf {
-        ReadBuf { buf: Vec::new(), start: 0, end: 0, cap: cap.max(INITIAL) }
+        let cap = u32::try_from(cap.max(INITIAL)).unwrap_or(u32::MAX);
+        ReadBuf { buf: Vec::new(), start: 0, end: 0, cap }
     }
 
     /// Takes memory from the pool if none is held.
@@ -43,12 +46,12 @@ impl ReadBuf {
     }
 
     pub(crate) fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        &self.buf[self.start as usize..self.end as usize]
     }
 
     /// [`data`](Self::data), writable: TLS records are decrypted in place.
     pub(crate) fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..self.end]
+        &mut self.buf[self.start as usize..self.end as usize]
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -56,13 +59,13 @@ impl ReadBuf {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.end - self.start
+        (self.end - self.start) as usize
     }
 
     /// Drops the first `n` bytes of [`data`](Self::data).
     pub(crate) fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
-        self.start += n;
+        self.start += n as u32;
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -72,30 +75,30 @@ impl ReadBuf {
     /// Keeps only the first `len` bytes of [`data`](Self::data).
     pub(crate) fn truncate(&mut self, len: usize) {
         debug_assert!(len <= self.len());
-        self.end = self.start + len;
+        self.end = self.start + len as u32;
     }
 
     /// Free space after the data, made by compacting and then growing (up to
     /// the cap). Empty only when the buffer holds `cap` bytes of data (or
     /// none has been [`acquire`](Self::acquire)d).
     pub(crate) fn spare(&mut self) -> &mut [u8] {
-        if self.end == self.buf.len() {
+        if self.end as usize == self.buf.len() {
             if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
+                self.buf.copy_within(self.start as usize..self.end as usize, 0);
                 self.end -= self.start;
                 self.start = 0;
-            } else if self.buf.len() < self.cap {
-                let new_len = (self.buf.len() * 2).min(self.cap);
+            } else if self.buf.len() < self.cap as usize {
+                let new_len = (self.buf.len() * 2).min(self.cap as usize);
                 self.buf.resize(new_len, 0);
             }
         }
-        &mut self.buf[self.end..]
+        &mut self.buf[self.end as usize..]
     }
 
     /// Records that `n` bytes were written into [`spare`](Self::spare).
     pub(crate) fn filled(&mut self, n: usize) {
-        self.end += n;
-        debug_assert!(self.end <= self.buf.len());
+        self.end += n as u32;
+        debug_assert!(self.end as usize <= self.buf.len());
     }
 }
 

@@ -271,25 +271,31 @@ fn dispatch<H: Handler>(
     let sock = unsafe { BorrowedFd::borrow_raw(fd) };
     let sock = SockRef::from(&sock);
     let _ = sock.set_tcp_nodelay(true);
-    let peer = peer_of(fd);
     let guard = drain.register(fd);
-    glommio::spawn_local(serve(ctx.clone(), fd, peer, guard)).detach();
+    glommio::spawn_local(serve(ctx.clone(), fd, guard)).detach();
 }
 
-async fn serve<H: Handler>(ctx: Rc<WorkerCtx<H>>, fd: RawFd, peer: SocketAddr, guard: ConnGuard) {
-    let accepted = Instant::now();
-    let cfg = &ctx.config;
-    let io = Io::new(&ctx.driver, &ctx.deadlines, fd, guard.drain().clone(), guard.key(), cfg.tls_server());
-    // Made before the first wait, so that the socket and the peer are
-    // stored once in this future, which is part of every idle connection's
-    // memory (bench/NOTES.md §16).
-    let mut conn = Conn::new(&ctx, io, peer, accepted);
+async fn serve<H: Handler>(ctx: Rc<WorkerCtx<H>>, fd: RawFd, guard: ConnGuard) {
+    // The arguments stay in this future for the connection's whole life
+    // (part of every idle connection's memory, bench/NOTES.md §16, §20), so
+    // they are few: the peer address is looked up here and stored once, in
+    // the `Conn`, as are the socket and the accept time.
+    let mut conn = {
+        let accepted = Instant::now();
+        let io = Io::new(
+            &ctx.driver,
+            &ctx.deadlines,
+            fd,
+            guard.drain().clone(),
+            guard.key(),
+            ctx.config.tls_server(),
+        );
+        Conn::new(&ctx, io, peer_of(fd), accepted)
+    };
     // The handshake counts against header_timeout, as the request head
     // behind it does: both must be in by accepted + header_timeout. Boxed:
     // its state is large and only TLS connections have one.
-    let deadline = accepted + cfg.header_timeout;
-    let ready = !conn.io().is_tls()
-        || Box::pin(tls_handshake(&ctx, conn.io(), peer, deadline, Some(cfg.drain_idle_grace()))).await;
+    let ready = !conn.io().is_tls() || Box::pin(handshake(&ctx, &mut conn)).await;
     if ready {
         conn.run().await;
     }
@@ -297,6 +303,12 @@ async fn serve<H: Handler>(ctx: Rc<WorkerCtx<H>>, fd: RawFd, peer: SocketAddr, g
     drop(guard);
     drop(conn);
     ctx.shared.connections.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// A new connection's TLS handshake, due by accepted + header_timeout.
+async fn handshake<H: Handler>(ctx: &WorkerCtx<H>, conn: &mut Conn<'_, H>) -> bool {
+    let (peer, deadline) = (conn.peer(), conn.first_head_deadline());
+    tls_handshake(ctx, conn.io(), peer, deadline, Some(ctx.config.drain_idle_grace())).await
 }
 
 /// With TLS, the handshake (see [`Io::handshake`]), counted per worker and,

@@ -115,22 +115,60 @@ struct Chunk {
     off: u32,
 }
 
+/// Received chunks not yet copied out, oldest first. Nearly always none or
+/// one, so the first is kept inline: a connection's inbox allocates only
+/// while chunks pile up behind it (a large request, a busy task), instead of
+/// every connection keeping a small allocation for its whole life.
+#[derive(Default)]
+struct Inbox {
+    /// `None` only when the inbox is empty (`more` is then empty too).
+    first: Option<Chunk>,
+    more: VecDeque<Chunk>,
+}
+
+impl Inbox {
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+    fn push_back(&mut self, c: Chunk) {
+        match self.first {
+            None => self.first = Some(c),
+            Some(_) => self.more.push_back(c),
+        }
+    }
+    fn front_mut(&mut self) -> Option<&mut Chunk> {
+        self.first.as_mut()
+    }
+    fn pop_front(&mut self) {
+        self.first = self.more.pop_front();
+    }
+    /// Empties the inbox; the buffer ids of what was in it.
+    fn take_bids(&mut self) -> Vec<u16> {
+        let bids = self.first.take().into_iter().chain(self.more.drain(..)).map(|c| c.bid).collect();
+        self.more = VecDeque::new();
+        bids
+    }
+}
+
 struct ConnIo {
     fd: RawFd,
     generation: u32,
-    inbox: VecDeque<Chunk>,
+    inbox: Inbox,
     /// A receive is in flight.
     recv_armed: bool,
     /// Receiving stopped for lack of buffers; re-arm when some return.
     recv_starved: bool,
     eof: bool,
     read_error: Option<i32>,
-    read_waker: Option<Waker>,
+    /// The connection's task (only ever one), when it waits for received
+    /// bytes (`want_read`), a send or writability (`want_write`), or both.
+    waker: Option<Waker>,
+    want_read: bool,
+    want_write: bool,
     /// In flight while `Some`.
     send: Option<SendBuf>,
     send_off: usize,
     send_error: Option<i32>,
-    write_waker: Option<Waker>,
     /// A writability poll is in flight.
     polling: bool,
     /// The last writability poll completed and was not consumed yet.
@@ -142,6 +180,35 @@ struct ConnIo {
 impl ConnIo {
     fn idle(&self) -> bool {
         !self.recv_armed && self.send.is_none() && !self.polling
+    }
+
+    /// Remembers the task's waker for a read (`read`) or a write wait.
+    fn wait(&mut self, cx: &Context<'_>, read: bool) {
+        match &self.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => self.waker = Some(cx.waker().clone()),
+        }
+        if read {
+            self.want_read = true;
+        } else {
+            self.want_write = true;
+        }
+    }
+
+    /// The waker to wake for a read (`read`) or write event, if the task
+    /// waits for one; kept if it also waits for the other kind.
+    fn woken(&mut self, read: bool) -> Option<Waker> {
+        let (this, other) =
+            if read { (self.want_read, self.want_write) } else { (self.want_write, self.want_read) };
+        if !this {
+            return None;
+        }
+        if read {
+            self.want_read = false;
+        } else {
+            self.want_write = false;
+        }
+        if other { self.waker.clone() } else { self.waker.take() }
     }
 }
 
@@ -377,7 +444,7 @@ impl Driver {
             }
         }
         let Some(Some(c)) = conns.get_mut(slot as usize) else { return };
-        let waker = c.read_waker.take();
+        let waker = c.woken(true);
         self.settle(conns, slot, waker);
     }
 
@@ -412,7 +479,7 @@ impl Driver {
             self.pool.put_write(v);
         }
         c.send_off = 0;
-        let waker = c.write_waker.take();
+        let waker = c.woken(false);
         self.settle(conns, slot, waker);
     }
 
@@ -429,7 +496,7 @@ impl Driver {
             // letting the writer retry forever.
             c.send_error = Some(-res);
         }
-        let waker = c.write_waker.take();
+        let waker = c.woken(false);
         self.settle(conns, slot, waker);
     }
 
@@ -540,16 +607,17 @@ impl Driver {
         let c = ConnIo {
             fd,
             generation,
-            inbox: VecDeque::new(),
+            inbox: Inbox::default(),
             recv_armed: true,
             recv_starved: false,
             eof: false,
             read_error: None,
-            read_waker: None,
+            waker: None,
+            want_read: false,
+            want_write: false,
             send: None,
             send_off: 0,
             send_error: None,
-            write_waker: None,
             polling: false,
             writable: false,
             released: false,
@@ -608,10 +676,7 @@ impl Driver {
         if c.eof {
             return Poll::Ready(Ok(0));
         }
-        match &c.read_waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => c.read_waker = Some(cx.waker().clone()),
-        }
+        c.wait(cx, true);
         Poll::Pending
     }
 
@@ -668,7 +733,7 @@ impl Driver {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
         if c.send.is_some() {
-            c.write_waker = Some(cx.waker().clone());
+            c.wait(cx, false);
             return Poll::Pending;
         }
         match c.send_error.take() {
@@ -731,7 +796,7 @@ impl Driver {
                 None => Ok(()),
             });
         }
-        c.write_waker = Some(cx.waker().clone());
+        c.wait(cx, false);
         if !c.polling {
             c.polling = true;
             let fd = c.fd;
@@ -770,9 +835,8 @@ impl Driver {
             return;
         }
         c.released = true;
-        c.read_waker = None;
-        c.write_waker = None;
-        let chunks: Vec<u16> = c.inbox.drain(..).map(|ch| ch.bid).collect();
+        c.waker = None;
+        let chunks = c.inbox.take_bids();
         let idle = c.idle();
         let in_flight =
             [(Kind::Recv, c.recv_armed), (Kind::Send, c.send.is_some()), (Kind::Writable, c.polling)];
@@ -798,9 +862,9 @@ impl Driver {
 
     fn close_slot(&self, slot: u32) {
         let taken = self.conns.borrow_mut()[slot as usize].take();
-        if let Some(c) = taken {
-            for ch in c.inbox {
-                self.recycle_opt(Some(ch.bid));
+        if let Some(mut c) = taken {
+            for bid in c.inbox.take_bids() {
+                self.recycle_opt(Some(bid));
             }
             // SAFETY: nothing is in flight on this descriptor any more.
             unsafe { libc::close(c.fd) };
@@ -905,5 +969,74 @@ mod tests {
         assert_eq!(decode(ud), (Kind::Send as u8, 0xab_cdef, 123_456));
         let ud = user_data(Kind::Recv, u32::MAX, 0x1ff_ffff);
         assert_eq!(decode(ud), (Kind::Recv as u8, 0xff_ffff, u32::MAX));
+    }
+
+    fn chunk(bid: u16) -> Chunk {
+        Chunk { bid, len: 10, off: 0 }
+    }
+
+    #[test]
+    fn inbox_keeps_order_and_allocates_only_for_a_backlog() {
+        let mut inbox = Inbox::default();
+        assert!(inbox.is_empty() && inbox.front_mut().is_none());
+        inbox.push_back(chunk(1));
+        assert_eq!(inbox.more.capacity(), 0, "one chunk lives inline");
+        inbox.push_back(chunk(2));
+        inbox.push_back(chunk(3));
+        inbox.front_mut().unwrap().off = 4;
+        assert_eq!(inbox.front_mut().map(|c| (c.bid, c.off)), Some((1, 4)));
+        inbox.pop_front();
+        assert_eq!(inbox.front_mut().map(|c| c.bid), Some(2));
+        inbox.pop_front();
+        inbox.pop_front();
+        assert!(inbox.is_empty());
+        inbox.push_back(chunk(4));
+        inbox.push_back(chunk(5));
+        assert_eq!(inbox.take_bids(), vec![4, 5]);
+        assert!(inbox.is_empty() && inbox.more.capacity() == 0, "emptied and freed");
+    }
+
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn one_waker_serves_read_and_write_waits_without_cross_wakes() {
+        let mut c = ConnIo {
+            fd: -1,
+            generation: 0,
+            inbox: Inbox::default(),
+            recv_armed: false,
+            recv_starved: false,
+            eof: false,
+            read_error: None,
+            waker: None,
+            want_read: false,
+            want_write: false,
+            send: None,
+            send_off: 0,
+            send_error: None,
+            polling: false,
+            writable: false,
+            released: false,
+        };
+        let count = std::sync::Arc::new(Count(Default::default()));
+        let waker = Waker::from(count.clone());
+        let cx = Context::from_waker(&waker);
+        // Waiting to read: a send completing does not wake the task.
+        c.wait(&cx, true);
+        assert!(c.woken(false).is_none());
+        assert!(c.woken(true).is_some());
+        assert!(c.woken(true).is_none(), "woken once per wait");
+        // Waiting for both: either event wakes, the other keeps the waker.
+        c.wait(&cx, true);
+        c.wait(&cx, false);
+        assert!(c.woken(true).is_some());
+        assert!(c.waker.is_some());
+        assert!(c.woken(false).is_some());
+        assert!(c.waker.is_none());
     }
 }
