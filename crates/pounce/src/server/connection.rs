@@ -145,8 +145,10 @@ impl<'c, H: Handler> Conn<'c, H> {
     }
 
     /// When the first request head (and a TLS handshake before it) must be
-    /// in: accepted + header_timeout.
+    /// in: accepted + header_timeout. (Only before the first request: then
+    /// `idle_since` is still the accept time.)
     pub(crate) fn first_head_deadline(&self) -> Instant {
+        debug_assert!(!self.served);
         self.idle_since + self.ctx.config.header_timeout
     }
 
@@ -246,19 +248,6 @@ impl<'c, H: Handler> Conn<'c, H> {
             self.wbuf = self.ctx.driver.pool.take_write();
         }
         &mut self.wbuf
-    }
-
-    /// Idle: give the buffers back to the pool.
-    fn release_buffers(&mut self) {
-        let pool = &self.ctx.driver.pool;
-        self.rbuf.release(pool);
-        self.head.release(pool);
-        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
-            pool.put_write(std::mem::take(&mut self.wbuf));
-        }
-        if self.body.capacity() > 0 {
-            self.body = Vec::new();
-        }
     }
 
     /// Reads more bytes into the read buffer. While `idle`, the buffer is
@@ -870,6 +859,30 @@ impl<'c, H: Handler> Conn<'c, H> {
                 false
             }
             _ => false,
+        }
+    }
+}
+
+/// A connection that ends gives its buffers and parsed head back to the
+/// pool, as an idle one does: under `Connection: close` churn that is one
+/// allocation less per connection for each.
+impl<H> Drop for Conn<'_, H> {
+    fn drop(&mut self) {
+        self.release_buffers();
+    }
+}
+
+impl<H> Conn<'_, H> {
+    /// Idle: give the buffers back to the pool.
+    fn release_buffers(&mut self) {
+        let pool = &self.ctx.driver.pool;
+        self.rbuf.release(pool);
+        self.head.release(pool);
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+            pool.put_write(std::mem::take(&mut self.wbuf));
+        }
+        if self.body.capacity() > 0 {
+            self.body = Vec::new();
         }
     }
 }

@@ -18,9 +18,11 @@
 //! passed, it marks the slot fired and wakes the connection's task, which
 //! then reads the clock itself to confirm (the wait it is in now may have a
 //! different deadline than the one that fired). Deadlines therefore never
-//! fire early; they fire at most one [`GRAIN`] late, which is what lets the
-//! sweeper serve the connections whose deadlines fall in the same
-//! millisecond with one wake-up.
+//! fire early; they fire up to one [`GRAIN`] late (plus the time the worker
+//! takes to get to the sweeper), which is what lets the sweeper serve the
+//! connections whose deadlines fall in the same millisecond with one
+//! wake-up. A deadline that has already passed when a wait first asks for
+//! it is reported at once.
 //!
 //! Heap entries are never removed in place: an entry `(t, slot)` only means
 //! "look at this slot at `t`", and looking early is harmless. Entries that no
@@ -85,18 +87,16 @@ struct Inner {
     sweeper: Option<Waker>,
 }
 
-/// One worker's connection deadlines (see the module doc).
-#[derive(Default)]
+/// One worker's connection deadlines (see the module doc). Its memory
+/// (slots, heap) stays at its peak, like the driver's connection table.
 pub(crate) struct Deadlines {
     inner: RefCell<Inner>,
 }
 
 impl Deadlines {
     pub(crate) fn new() -> Deadlines {
-        let d = Deadlines::default();
-        d.inner.borrow_mut().sweep_at = u64::MAX;
         LazyLock::force(&EPOCH);
-        d
+        Deadlines { inner: RefCell::new(Inner { sweep_at: u64::MAX, ..Inner::default() }) }
     }
 
     /// A slot for a new connection; give it back with [`release`](Self::release).
@@ -125,42 +125,54 @@ impl Deadlines {
     }
 
     /// Ready once `deadline` has passed; otherwise makes sure the task is
-    /// woken when it does (at most [`GRAIN`] late). The common case, a
-    /// deadline no earlier than the one already queued, reads no clock.
+    /// woken when it does. The common case, a deadline no earlier than the
+    /// one already queued, reads no clock. Otherwise (a first wait, a wait
+    /// after a deadline fired, an earlier deadline) the clock is read, so a
+    /// deadline that has already passed is reported at once; a later one is
+    /// reported by the sweeper, within a [`GRAIN`] plus the time the worker
+    /// takes to run it.
     pub(crate) fn poll(&self, key: DeadlineKey, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
         self.poll_at(key, ticks(deadline), cx, || ticks(Instant::now()))
     }
 
     fn poll_at(&self, key: DeadlineKey, d: u64, cx: &mut Context<'_>, now: impl FnOnce() -> u64) -> Poll<()> {
-        let mut inner = self.inner.borrow_mut();
-        let slot = &mut inner.slots[key.0 as usize];
-        if slot.queued == FIRED {
-            // The deadline of some wait passed; is it this wait's?
-            slot.queued = 0;
-            if now() >= d {
+        let sweeper = {
+            let mut inner = self.inner.borrow_mut();
+            let slot = &mut inner.slots[key.0 as usize];
+            let common = slot.queued != 0 && slot.queued != FIRED && slot.queued <= d;
+            if !common && now() >= d {
+                if slot.queued == FIRED {
+                    slot.queued = 0;
+                }
                 return Poll::Ready(());
             }
-        }
-        slot.want = d;
-        match &slot.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => slot.waker = Some(cx.waker().clone()),
-        }
-        if slot.queued != 0 && slot.queued <= d {
-            // The sweeper looks at this slot no later than `d` anyway.
-            return Poll::Pending;
-        }
-        slot.queued = d;
-        inner.heap.push(Reverse((d, key.0)));
-        if inner.heap.len() > 2 * inner.live + 64 {
-            inner.compact();
-        }
-        let at = d.div_ceil(GRAIN) * GRAIN;
-        if at < inner.sweep_at {
-            inner.sweep_at = at;
-            if let Some(w) = inner.sweeper.take() {
-                w.wake();
+            slot.want = d;
+            match &slot.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => slot.waker = Some(cx.waker().clone()),
             }
+            if common {
+                // The sweeper looks at this slot no later than `d` anyway.
+                return Poll::Pending;
+            }
+            // (A slot may now have two entries that match it, if its
+            // deadline moved earlier and then back: the second is dropped
+            // when it surfaces.)
+            slot.queued = d;
+            inner.heap.push(Reverse((d, key.0)));
+            if inner.heap.len() > 2 * inner.live + 64 {
+                inner.compact();
+            }
+            let at = d.div_ceil(GRAIN) * GRAIN;
+            if at < inner.sweep_at {
+                inner.sweep_at = at;
+                inner.sweeper.take()
+            } else {
+                None
+            }
+        };
+        if let Some(w) = sweeper {
+            w.wake();
         }
         Poll::Pending
     }
@@ -218,11 +230,13 @@ impl Deadlines {
                     }
                 }
                 let Some(at) = next else {
-                    // Nothing queued: a registration wakes us. (A timer left
-                    // set only means one early, harmless sweep.)
+                    // Nothing queued: the next deadline queued wakes us. (A
+                    // timer left set only means one early, harmless sweep.)
                     return Poll::Pending;
                 };
                 if timer_at != at {
+                    // From a fresh reading: waking the due tasks took time.
+                    let now = ticks(Instant::now());
                     timer.reset(Duration::from_nanos(at.saturating_sub(now)));
                     timer_at = at;
                 }
@@ -273,7 +287,7 @@ mod tests {
         let k = d.register();
         let (_, w) = waker();
         let mut cx = Context::from_waker(&w);
-        assert!(d.poll_at(k, 5_000, &mut cx, no_clock).is_pending());
+        assert!(d.poll_at(k, 5_000, &mut cx, || 0).is_pending(), "a first wait reads the clock once");
         for t in [5_000, 6_000, 9_000] {
             assert!(d.poll_at(k, t, &mut cx, no_clock).is_pending());
         }
@@ -282,12 +296,26 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_already_passed_is_reported_at_once() {
+        let d = Deadlines::new();
+        let k = d.register();
+        let (count, w) = waker();
+        let mut cx = Context::from_waker(&w);
+        assert!(d.poll_at(k, 100, &mut cx, || 100).is_ready());
+        assert!(d.inner.borrow().heap.is_empty(), "nothing queued for it");
+        // An earlier deadline than the one queued, already passed: the same.
+        assert!(d.poll_at(k, 50 * GRAIN, &mut cx, || 200).is_pending());
+        assert!(d.poll_at(k, 300, &mut cx, || 400).is_ready());
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
     fn the_sweeper_requeues_a_moved_deadline_and_fires_a_passed_one() {
         let d = Deadlines::new();
         let k = d.register();
         let (count, w) = waker();
         let mut cx = Context::from_waker(&w);
-        assert!(d.poll_at(k, 5 * GRAIN, &mut cx, no_clock).is_pending());
+        assert!(d.poll_at(k, 5 * GRAIN, &mut cx, || 0).is_pending());
         assert!(d.poll_at(k, 9 * GRAIN + 1, &mut cx, no_clock).is_pending());
         // At the queued time the slot wants later: queued again, nobody woken;
         // the sweeper's next run is rounded up to the grain.
@@ -308,7 +336,7 @@ mod tests {
         let k = d.register();
         let (count, w) = waker();
         let mut cx = Context::from_waker(&w);
-        assert!(d.poll_at(k, 100, &mut cx, no_clock).is_pending());
+        assert!(d.poll_at(k, 100, &mut cx, || 0).is_pending());
         assert_eq!(d.expire(100), None);
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         // Meanwhile the wait ended otherwise; the next one has its own deadline.
@@ -326,12 +354,12 @@ mod tests {
         let (cb, wb) = waker();
         let (cs, ws) = waker();
         d.inner.borrow_mut().sweeper = Some(ws);
-        assert!(d.poll_at(a, 30 * GRAIN, &mut Context::from_waker(&wa), no_clock).is_pending());
+        assert!(d.poll_at(a, 30 * GRAIN, &mut Context::from_waker(&wa), || 0).is_pending());
         assert_eq!(cs.0.load(Ordering::SeqCst), 1, "a first deadline wakes the sweeper");
         d.inner.borrow_mut().sweeper = Some(Waker::from(cs.clone()));
-        assert!(d.poll_at(b, 40 * GRAIN, &mut Context::from_waker(&wb), no_clock).is_pending());
+        assert!(d.poll_at(b, 40 * GRAIN, &mut Context::from_waker(&wb), || 0).is_pending());
         assert_eq!(cs.0.load(Ordering::SeqCst), 1, "a later one does not");
-        assert!(d.poll_at(b, 20 * GRAIN, &mut Context::from_waker(&wb), no_clock).is_pending());
+        assert!(d.poll_at(b, 20 * GRAIN, &mut Context::from_waker(&wb), || 0).is_pending());
         assert_eq!(cs.0.load(Ordering::SeqCst), 2, "an earlier one does");
         assert_eq!(d.expire(20 * GRAIN), Some(30 * GRAIN));
         assert_eq!((ca.0.load(Ordering::SeqCst), cb.0.load(Ordering::SeqCst)), (0, 1));
@@ -348,11 +376,11 @@ mod tests {
         let k = d.register();
         let (count, w) = waker();
         let mut cx = Context::from_waker(&w);
-        assert!(d.poll_at(k, 10 * GRAIN, &mut cx, no_clock).is_pending());
+        assert!(d.poll_at(k, 10 * GRAIN, &mut cx, || 0).is_pending());
         d.release(k);
         let k2 = d.register();
         assert_eq!(k2, k, "slots are reused");
-        assert!(d.poll_at(k2, 60 * GRAIN, &mut cx, no_clock).is_pending());
+        assert!(d.poll_at(k2, 60 * GRAIN, &mut cx, || 0).is_pending());
         assert_eq!(d.expire(10 * GRAIN), Some(60 * GRAIN));
         assert_eq!(count.0.load(Ordering::SeqCst), 0);
     }
@@ -364,11 +392,11 @@ mod tests {
         let mut cx = Context::from_waker(&w);
         for i in 0..1000u64 {
             let k = d.register();
-            assert!(d.poll_at(k, 1_000_000 + i, &mut cx, no_clock).is_pending());
+            assert!(d.poll_at(k, 1_000_000 + i, &mut cx, || 0).is_pending());
             d.release(k);
         }
         let k = d.register();
-        assert!(d.poll_at(k, 2_000_000, &mut cx, no_clock).is_pending());
+        assert!(d.poll_at(k, 2_000_000, &mut cx, || 0).is_pending());
         // One live slot: compaction keeps the heap within 2 × 1 + 64 (+ the
         // push that triggers it), not the 1 001 entries pushed.
         let len = d.inner.borrow().heap.len();

@@ -108,7 +108,8 @@ impl<'d> Io<'d> {
     }
 
     /// Polls `watch` and the deadline; `Some` if either fired. Otherwise
-    /// makes sure the task is woken by the deadline at the latest.
+    /// makes sure the task is woken when the deadline passes (within the
+    /// sweeper's resolution, see [`Deadlines`]).
     pub(crate) fn poll_guards<T>(
         &mut self,
         cx: &mut Context<'_>,

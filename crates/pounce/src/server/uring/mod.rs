@@ -117,8 +117,9 @@ struct Chunk {
 
 /// Received chunks not yet copied out, oldest first. Nearly always none or
 /// one, so the first is kept inline: a connection's inbox allocates only
-/// while chunks pile up behind it (a large request, a busy task), instead of
-/// every connection keeping a small allocation for its whole life.
+/// when chunks pile up behind it (a large request, a busy task), and gives a
+/// large backlog's memory back once it has drained, instead of every
+/// connection keeping an allocation for its whole life.
 #[derive(Default)]
 struct Inbox {
     /// `None` only when the inbox is empty (`more` is then empty too).
@@ -141,6 +142,9 @@ impl Inbox {
     }
     fn pop_front(&mut self) {
         self.first = self.more.pop_front();
+        if self.more.is_empty() && self.more.capacity() > INBOX_KEEP {
+            self.more = VecDeque::new();
+        }
     }
     /// Empties the inbox; the buffer ids of what was in it.
     fn take_bids(&mut self) -> Vec<u16> {
@@ -149,6 +153,9 @@ impl Inbox {
         bids
     }
 }
+
+/// Overflow capacity an inbox keeps once its backlog has drained.
+const INBOX_KEEP: usize = 8;
 
 struct ConnIo {
     fd: RawFd,
@@ -994,6 +1001,20 @@ mod tests {
         inbox.push_back(chunk(5));
         assert_eq!(inbox.take_bids(), vec![4, 5]);
         assert!(inbox.is_empty() && inbox.more.capacity() == 0, "emptied and freed");
+        // A large backlog's memory goes once it has drained; a small one's stays.
+        for bid in 0..40 {
+            inbox.push_back(chunk(bid));
+        }
+        for bid in 0..40 {
+            assert_eq!(inbox.front_mut().map(|c| c.bid), Some(bid));
+            inbox.pop_front();
+        }
+        assert!(inbox.is_empty() && inbox.more.capacity() == 0, "a drained backlog is freed");
+        inbox.push_back(chunk(1));
+        inbox.push_back(chunk(2));
+        inbox.pop_front();
+        inbox.pop_front();
+        assert!(inbox.more.capacity() > 0 && inbox.more.capacity() <= INBOX_KEEP);
     }
 
     struct Count(std::sync::atomic::AtomicUsize);
