@@ -185,6 +185,28 @@ struct ConnIo {
 }
 
 impl ConnIo {
+    /// A connection just registered: its receive is armed at once.
+    fn new(fd: RawFd, generation: u32) -> ConnIo {
+        ConnIo {
+            fd,
+            generation,
+            inbox: Inbox::default(),
+            recv_armed: true,
+            recv_starved: false,
+            eof: false,
+            read_error: None,
+            waker: None,
+            want_read: false,
+            want_write: false,
+            send: None,
+            send_off: 0,
+            send_error: None,
+            polling: false,
+            writable: false,
+            released: false,
+        }
+    }
+
     fn idle(&self) -> bool {
         !self.recv_armed && self.send.is_none() && !self.polling
     }
@@ -611,24 +633,7 @@ impl Driver {
     pub(crate) fn register(&self, fd: RawFd) -> ConnId {
         let generation = self.next_generation.get();
         self.next_generation.set((generation + 1) & 0xff_ffff);
-        let c = ConnIo {
-            fd,
-            generation,
-            inbox: Inbox::default(),
-            recv_armed: true,
-            recv_starved: false,
-            eof: false,
-            read_error: None,
-            waker: None,
-            want_read: false,
-            want_write: false,
-            send: None,
-            send_off: 0,
-            send_error: None,
-            polling: false,
-            writable: false,
-            released: false,
-        };
+        let c = ConnIo::new(fd, generation);
         let slot = match self.free.borrow_mut().pop() {
             Some(s) => {
                 self.conns.borrow_mut()[s as usize] = Some(c);
@@ -1026,24 +1031,7 @@ mod tests {
 
     #[test]
     fn one_waker_serves_read_and_write_waits_without_cross_wakes() {
-        let mut c = ConnIo {
-            fd: -1,
-            generation: 0,
-            inbox: Inbox::default(),
-            recv_armed: false,
-            recv_starved: false,
-            eof: false,
-            read_error: None,
-            waker: None,
-            want_read: false,
-            want_write: false,
-            send: None,
-            send_off: 0,
-            send_error: None,
-            polling: false,
-            writable: false,
-            released: false,
-        };
+        let mut c = ConnIo::new(-1, 0);
         let count = std::sync::Arc::new(Count(Default::default()));
         let waker = Waker::from(count.clone());
         let cx = Context::from_waker(&waker);
